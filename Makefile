@@ -1,0 +1,46 @@
+# Convenience front end to the CMake build. The README's two commands:
+#   make demo   - install Debian packages, build, run the main job on the defaults
+#   make test   - install Debian packages, build (Release and ASan+UBSan), run CTest
+JOBS ?= 2
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+# Build and test dependencies, all from Debian.
+DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread \
+  libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
+  libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev
+
+.PHONY: all deps build asan test test-fast demo clean experiments bench
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCWBA_SANITIZE=ON -DCWBA_NATIVE=OFF
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# Release tests, then the same tests under ASan+UBSan (tests labelled "slow"
+# run in the Release build only: under the sanitizers they would take hours).
+test: build asan
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -LE slow
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE slow
+
+demo: build
+	./$(BUILD)/cwba reproduce
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

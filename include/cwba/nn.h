@@ -1,0 +1,63 @@
+/* cwba/nn.h — torchvision AlexNet, VGG16 and ResNet18 (eval mode), cut at any
+ * split point into a front end (image -> feature) and a back end (feature -> logits). */
+#ifndef CWBA_NN_H
+#define CWBA_NN_H
+
+#include "cwba/core.h"
+#include "cwba/io.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum cwba_arch { CWBA_ARCH_ALEXNET, CWBA_ARCH_VGG16, CWBA_ARCH_RESNET18 } cwba_arch;
+
+cwba_status cwba_arch_parse(const char *name, cwba_arch *out, cwba_error *err);
+const char *cwba_arch_name(cwba_arch a);
+
+typedef struct cwba_model cwba_model;
+
+/* Builds the network from torchvision-named tensors. Every tensor is checked
+ * for presence and shape (errors name the tensor); unknown float tensors are an
+ * error; num_classes is read from the last layer. The model copies what it
+ * needs: w may be freed afterwards. input_size is the square input side
+ * (64 for the reference models, 224 for ImageNet). */
+cwba_status cwba_model_create(cwba_arch arch, const cwba_weights *w, int input_size,
+                              cwba_model **out, cwba_error *err);
+void cwba_model_free(cwba_model *m); /* NULL accepted */
+
+cwba_arch cwba_model_arch(const cwba_model *m);
+int cwba_model_num_classes(const cwba_model *m);
+int cwba_model_input_size(const cwba_model *m);
+
+/* Split points in network order. Names follow torchvision module paths:
+ * alexnet/vgg16 "features.K"; resnet18 "conv1" "bn1" "relu" "maxpool"
+ * "layer1.0" "layer1.1" "layer1" ... "layer4" ("layerN" == "layerN.1"). */
+int cwba_model_num_splits(const cwba_model *m);
+const char *cwba_model_split_name(const cwba_model *m, int split);
+void cwba_model_split_shape(const cwba_model *m, int split, int *c, int *h, int *w);
+cwba_status cwba_model_find_split(const cwba_model *m, const char *name, int *split,
+                                  cwba_error *err);
+
+/* Forward passes. Buffers are caller-owned; shapes:
+ *   in (batch, 3, S, S) · feat (batch, C, H, W) of the split · logits (batch, K).
+ * A model is not safe for concurrent calls (it owns its workspace). Results do
+ * not depend on the thread count or on how a set of images is batched. */
+cwba_status cwba_model_forward(cwba_model *m, const float *in, int batch, float *logits,
+                               cwba_error *err);
+cwba_status cwba_model_forward_front(cwba_model *m, int split, const float *in, int batch,
+                                     float *feat, cwba_error *err);
+cwba_status cwba_model_forward_back(cwba_model *m, int split, const float *feat, int batch,
+                                    float *logits, cwba_error *err);
+
+/* Deterministic synthetic weights for arch with num_classes outputs, bit-identical
+ * to tools/make_reference.py (docs/synthetic-weights.md defines the generator). */
+cwba_status cwba_weights_synthetic(cwba_arch arch, int num_classes, uint64_t seed,
+                                   cwba_weights **out, cwba_error *err);
+/* Fills x (n floats) with the generator's stream for `name` mapped to [-1, 1). */
+void cwba_synthetic_fill(const char *name, uint64_t seed, float *x, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,103 @@
+/* Shared pieces of the command-line tool: option parsing, model and data
+ * resolution, output. Uses the public API only. */
+#ifndef CWBA_CLI_H
+#define CWBA_CLI_H
+
+#include "cwba.h"
+
+#include <stdio.h>
+
+/* ---- options: "--name value" pairs and "--flag" switches, validated against
+ * a per-command list; unknown options and duplicates are errors. */
+typedef struct cli_optdef {
+    const char *name;  /* without the leading "--" */
+    int takes_value;   /* 1: "--name V" or "--name=V"; 0: switch */
+    const char *help;
+} cli_optdef;
+
+#define CLI_MAX_OPTS 48
+typedef struct cli_opts {
+    const cli_optdef *defs;
+    int ndefs;
+    const char *values[CLI_MAX_OPTS]; /* NULL when absent; "" for a given switch */
+} cli_opts;
+
+/* Returns 0 on success, else prints one error line and returns 2. */
+int cli_parse(cli_opts *o, const cli_optdef *defs, int ndefs, int argc, char **argv,
+              const char *cmd);
+const char *cli_get(const cli_opts *o, const char *name);
+int cli_has(const cli_opts *o, const char *name);
+/* Typed getters: print one error line and return 0 when the value is bad. */
+int cli_get_int(const cli_opts *o, const char *name, long def, long lo, long hi, long *out);
+int cli_get_double(const cli_opts *o, const char *name, double def, double *out);
+/* Comma-separated integer list within [lo, hi] (at most max entries). */
+int cli_get_int_list(const cli_opts *o, const char *name, const char *def, long lo, long hi,
+                     long *out, int max, int *count);
+void cli_print_help(const char *cmd, const char *synopsis, const cli_optdef *defs, int ndefs);
+
+/* ---- one error line on stderr: "cwba: <msg>" */
+void cli_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+int cli_fail_status(const cwba_error *err); /* prints err->msg, returns 1 */
+
+/* ---- models */
+typedef struct cli_model {
+    cwba_arch arch;
+    cwba_model *model;
+    char weights_path[4096];
+    int is_reference;       /* the project's reference model (card verified) */
+    cwba_card card;         /* valid when is_reference */
+} cli_model;
+
+/* --model M [--weights F] [--input-size S]. Default weights: the reference
+ * model from the models directory ($CWBA_MODELS or the source tree's models/),
+ * verified against its card's sha256. Returns 0 or prints and returns 1/2. */
+int cli_model_open(const cli_opts *o, cli_model *cm);
+void cli_model_close(cli_model *cm);
+
+/* ---- data: --data D (default: Fashion-MNIST test set), preprocessing chosen
+ * to match the model; --limit N, --offset K select images. */
+typedef struct cli_data {
+    cwba_dataset *ds;
+    int first, count; /* selected range */
+    int every;
+} cli_data;
+int cli_data_open(const cli_opts *o, const cli_model *cm, cli_data *cd);
+void cli_data_close(cli_data *cd);
+/* Index into the dataset of the i-th selected image. */
+int cli_data_index(const cli_data *cd, int i);
+
+/* ---- the back end of a split as an allocation callback */
+typedef struct cli_backend_ctx {
+    cwba_model *model;
+    int split;
+} cli_backend_ctx;
+void cli_backend_init(cwba_backend *be, cli_backend_ctx *ctx, cwba_model *m, int split);
+
+/* ---- progress on stderr when it is a terminal */
+typedef struct cli_progress {
+    int enabled;
+    double start, last;
+    const char *what;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what);
+void cli_progress_update(cli_progress *p, long done, long total);
+void cli_progress_end(cli_progress *p);
+
+/* ---- commands */
+int cmd_layers(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_main_model(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
+
+/* mkdir -p; prints and returns non-zero on failure. */
+int cli_mkdirs(const char *path);
+/* The original release's split point for each model. */
+const char *cli_default_split(cwba_arch a);
+
+#endif

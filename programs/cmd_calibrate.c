@@ -1,0 +1,109 @@
+/* cwba calibrate: the quantization interval table (the original's --flag 0). */
+#include "engine.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const cli_optdef defs[] = {
+    {"model", 1, "alexnet | vgg16 | resnet18"},
+    {"weights", 1, "weights file (default: the reference model in models/)"},
+    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    {"split", 1, "split point (see cwba layers)"},
+    {"quant", 1, "uniform | log"},
+    {"table", 1, "output directory: DIR/2.csv .. DIR/7.csv"},
+    {"data", 1, "calibration images (default: fmnist train set, so that test images stay unseen)"},
+    {"limit", 1, "use at most N images"},
+    {"offset", 1, "skip the first K images"},
+    {"every", 1, "take every K-th image"},
+    {"threads", 1, "worker threads (default 2); results do not depend on it"},
+    {"overwrite", 0, "start the table afresh instead of resuming"},
+    {"help", 0, "show this help"},
+};
+
+/* mkdir -p for one or two levels; fine for table directories. */
+int cli_mkdirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        cli_error("bad directory name '%s'", path);
+        return 2;
+    }
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            cli_error("cannot create directory %s: %s", buf, strerror(errno));
+            return 1;
+        }
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+        cli_error("cannot create directory %s: %s", buf, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+    cli_opts o;
+    int nd = (int)(sizeof defs / sizeof defs[0]);
+    int rc = cli_parse(&o, defs, nd, argc, argv, "calibrate");
+    if (rc) return rc;
+    if (cli_has(&o, "help")) {
+        cli_print_help("calibrate", "--model M --split P --quant uniform|log --table DIR [options]",
+                       defs, nd);
+        return 0;
+    }
+    const char *names[] = {"split", "quant", "table"};
+    for (int i = 0; i < 3; i++)
+        if (!cli_has(&o, names[i])) {
+            cli_error("calibrate: --%s is required", names[i]);
+            return 2;
+        }
+    cwba_error err;
+    cwba_error_clear(&err);
+    cwba_quant q;
+    if (cwba_quant_parse(cli_get(&o, "quant"), &q, &err)) return cli_fail_status(&err);
+    if (q == CWBA_QUANT_DOREFA) {
+        cli_error("calibrate: --quant must be uniform or log (DoReFa has no interval table)");
+        return 2;
+    }
+    long threads;
+    if (!cli_get_int(&o, "threads", 2, 1, 256, &threads)) return 2;
+    cwba_set_threads((int)threads);
+    const char *dir = cli_get(&o, "table");
+    char paths[6][4096];
+    for (int b = 0; b < 6; b++)
+        if ((size_t)snprintf(paths[b], sizeof paths[b], "%s/%d.csv", dir, b + 2) >= sizeof paths[b]) {
+            cli_error("--table: path too long");
+            return 2;
+        }
+    cli_model cm;
+    if ((rc = cli_model_open(&o, &cm))) return rc;
+    int split;
+    if (cwba_model_find_split(cm.model, cli_get(&o, "split"), &split, &err)) {
+        cli_model_close(&cm);
+        return cli_fail_status(&err);
+    }
+    cli_data cd;
+    cli_opts o2 = o;
+    /* Default calibration data: the training split. */
+    if (!cli_has(&o, "data")) {
+        for (int i = 0; i < o2.ndefs; i++)
+            if (!strcmp(o2.defs[i].name, "data")) o2.values[i] = "fmnist:/usr/share/datasets/fashion-mnist:train";
+    }
+    if ((rc = cli_data_open(&o2, &cm, &cd))) {
+        cli_model_close(&cm);
+        return rc;
+    }
+    if ((rc = cli_mkdirs(dir)) == 0)
+        rc = engine_calibrate(cm.model, split, &cd, q, paths, cli_has(&o, "overwrite"), 0);
+    if (rc == 0) printf("table written: %s/{2..7}.csv (%d rows each)\n", dir, cd.count);
+    cli_data_close(&cd);
+    cli_model_close(&cm);
+    return rc;
+}

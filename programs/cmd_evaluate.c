@@ -1,0 +1,151 @@
+/* cwba evaluate: quantize the features at a split with one method at several
+ * bit depths (and reserves) and measure what it costs the back end (--flag 1). */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_optdef defs[] = {
+    {"model", 1, "alexnet | vgg16 | resnet18"},
+    {"weights", 1, "weights file (default: the reference model in models/)"},
+    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    {"split", 1, "split point (see cwba layers)"},
+    {"quant", 1, "uniform | log | dorefa"},
+    {"alloc", 1, "none (n = 2^b-1 everywhere) | channel (needs --table)"},
+    {"table", 1, "interval table directory from cwba calibrate (DIR/b.csv)"},
+    {"bits", 1, "bit depths, comma separated, 2..7 (default 2,3,4,5,6,7)"},
+    {"reserve", 1, "reserved intervals for online iterations, comma list (default 0)"},
+    {"alpha", 1, "weight of the mean priority (default 0.9)"},
+    {"beta", 1, "weight of the std priority (default 0.1)"},
+    {"dorefa-clip", 1, "DoReFa clip value (default 0.9, as the original)"},
+    {"data", 1, "dataset: fmnist[:DIR[:train|:test]] (default: fmnist test set)"},
+    {"limit", 1, "use at most N images"},
+    {"offset", 1, "skip the first K images"},
+    {"every", 1, "take every K-th image"},
+    {"threads", 1, "worker threads (default 2); results do not depend on it"},
+    {"fresh-probes", 0, "do not share probe errors between reserves (standalone timings)"},
+    {"json", 0, "JSON Lines output, one object per (bits, reserve)"},
+    {"help", 0, "show this help"},
+};
+
+int cmd_evaluate(int argc, char **argv)
+{
+    cli_opts o;
+    int nd = (int)(sizeof defs / sizeof defs[0]);
+    int rc = cli_parse(&o, defs, nd, argc, argv, "evaluate");
+    if (rc) return rc;
+    if (cli_has(&o, "help")) {
+        cli_print_help("evaluate",
+                       "--model M --split P --quant Q --alloc none|channel [--table DIR] [options]",
+                       defs, nd);
+        return 0;
+    }
+    const char *req[] = {"split", "quant"};
+    for (int i = 0; i < 2; i++)
+        if (!cli_has(&o, req[i])) {
+            cli_error("evaluate: --%s is required", req[i]);
+            return 2;
+        }
+    cwba_error err;
+    cwba_error_clear(&err);
+    cwba_quant q;
+    if (cwba_quant_parse(cli_get(&o, "quant"), &q, &err)) return cli_fail_status(&err);
+    const char *alloc_s = cli_has(&o, "alloc") ? cli_get(&o, "alloc") : "none";
+    engine_alloc alloc;
+    if (!strcmp(alloc_s, "none"))
+        alloc = ALLOC_NONE;
+    else if (!strcmp(alloc_s, "channel"))
+        alloc = ALLOC_CHANNEL;
+    else {
+        cli_error("--alloc: '%s' is not one of none, channel", alloc_s);
+        return 2;
+    }
+    if (alloc == ALLOC_CHANNEL && q == CWBA_QUANT_DOREFA) {
+        cli_error("--alloc channel works with --quant uniform or log, not dorefa");
+        return 2;
+    }
+    if (alloc == ALLOC_CHANNEL && !cli_has(&o, "table")) {
+        cli_error("--alloc channel needs --table DIR (made by cwba calibrate)");
+        return 2;
+    }
+    long bits[6], reserves[16], threads;
+    int nbits, nres;
+    double alpha, beta, clip;
+    if (!cli_get_int_list(&o, "bits", "2,3,4,5,6,7", CWBA_BITS_MIN, CWBA_BITS_MAX, bits, 6, &nbits) ||
+        !cli_get_int_list(&o, "reserve", "0", 0, 1L << 20, reserves, 16, &nres) ||
+        !cli_get_double(&o, "alpha", 0.9, &alpha) || !cli_get_double(&o, "beta", 0.1, &beta) ||
+        !cli_get_double(&o, "dorefa-clip", 0.9, &clip) ||
+        !cli_get_int(&o, "threads", 2, 1, 256, &threads))
+        return 2;
+    if (clip <= 0) {
+        cli_error("--dorefa-clip must be positive");
+        return 2;
+    }
+    if (alloc == ALLOC_NONE && cli_has(&o, "reserve")) {
+        cli_error("--reserve applies to --alloc channel only");
+        return 2;
+    }
+    cwba_set_threads((int)threads);
+    cli_model cm;
+    if ((rc = cli_model_open(&o, &cm))) return rc;
+    int split, C, H, W;
+    if (cwba_model_find_split(cm.model, cli_get(&o, "split"), &split, &err)) {
+        cli_model_close(&cm);
+        return cli_fail_status(&err);
+    }
+    cwba_model_split_shape(cm.model, split, &C, &H, &W);
+    cwba_table tables[6];
+    memset(tables, 0, sizeof tables);
+    if (alloc == ALLOC_CHANNEL) {
+        char paths[6][4096];
+        for (int b = 0; b < 6; b++)
+            snprintf(paths[b], sizeof paths[b], "%s/%d.csv", cli_get(&o, "table"), b + 2);
+        if ((rc = engine_load_tables(paths, bits, nbits, C, tables))) {
+            cli_model_close(&cm);
+            return rc;
+        }
+    }
+    cli_data cd;
+    if ((rc = cli_data_open(&o, &cm, &cd))) {
+        engine_free_tables(tables);
+        cli_model_close(&cm);
+        return rc;
+    }
+    int nm = alloc == ALLOC_CHANNEL ? nres : 1;
+    engine_method methods[16];
+    char labels[16][40];
+    for (int i = 0; i < nm; i++) {
+        methods[i].quant = q;
+        methods[i].alloc = alloc;
+        methods[i].reserve = alloc == ALLOC_CHANNEL ? (int)reserves[i] : 0;
+        if (alloc == ALLOC_CHANNEL)
+            snprintf(labels[i], sizeof labels[i], "%s channel R=%d", cwba_quant_name(q),
+                     methods[i].reserve);
+        else
+            snprintf(labels[i], sizeof labels[i], "%s w/o allocation", cwba_quant_name(q));
+        methods[i].label = labels[i];
+    }
+    engine_result *res = calloc((size_t)nm * nbits, sizeof *res);
+    engine_summary sum;
+    if (!res) {
+        cli_error("out of memory");
+        rc = 1;
+    } else {
+        rc = engine_evaluate(cm.model, split, &cd, methods, nm, bits, nbits, tables, alpha, beta,
+                             clip, cli_has(&o, "fresh-probes"), res, &sum);
+    }
+    if (rc == 0) {
+        const char *sname = cwba_model_split_name(cm.model, split);
+        if (cli_has(&o, "json"))
+            for (int i = 0; i < nm * nbits; i++)
+                engine_print_json(stdout, cwba_arch_name(cm.arch), sname, &res[i], &sum);
+        else
+            engine_print_table(stdout, cwba_arch_name(cm.arch), sname, C, H, W, res, nm, bits,
+                               nbits, &sum);
+    }
+    free(res);
+    cli_data_close(&cd);
+    engine_free_tables(tables);
+    cli_model_close(&cm);
+    return rc;
+}

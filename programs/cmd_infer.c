@@ -1,0 +1,162 @@
+/* cwba infer: top-1 accuracy of a model over a dataset; logits and split
+ * features saved as .npy on request. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_optdef defs[] = {
+    {"model", 1, "alexnet | vgg16 | resnet18"},
+    {"weights", 1, "weights file (default: the reference model in models/)"},
+    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    {"data", 1, "dataset: fmnist[:DIR[:train|:test]] (default: fmnist test set)"},
+    {"limit", 1, "use at most N images"},
+    {"offset", 1, "skip the first K images"},
+    {"every", 1, "take every K-th image"},
+    {"batch", 1, "images per forward pass (default 32)"},
+    {"threads", 1, "worker threads (default 2); results do not depend on it"},
+    {"save-logits", 1, "write logits (N, classes) as float32 .npy"},
+    {"split", 1, "split point for --save-feature"},
+    {"save-feature", 1, "write the features at --split (N, C, H, W) as float32 .npy"},
+    {"json", 0, "print one JSON object instead of text"},
+    {"help", 0, "show this help"},
+};
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+int cmd_infer(int argc, char **argv)
+{
+    cli_opts o;
+    int nd = (int)(sizeof defs / sizeof defs[0]);
+    int rc = cli_parse(&o, defs, nd, argc, argv, "infer");
+    if (rc) return rc;
+    if (cli_has(&o, "help")) {
+        cli_print_help("infer", "--model M [options]", defs, nd);
+        return 0;
+    }
+    long batch, threads;
+    if (!cli_get_int(&o, "batch", 32, 1, 4096, &batch) ||
+        !cli_get_int(&o, "threads", 2, 1, 256, &threads))
+        return 2;
+    if (cli_has(&o, "save-feature") != cli_has(&o, "split")) {
+        cli_error("--save-feature and --split go together");
+        return 2;
+    }
+    cwba_set_threads((int)threads);
+    cli_model cm;
+    if ((rc = cli_model_open(&o, &cm))) return rc;
+    cwba_error err;
+    cwba_error_clear(&err);
+    int split = -1, C = 0, H = 0, W = 0;
+    if (cli_has(&o, "split")) {
+        if (cwba_model_find_split(cm.model, cli_get(&o, "split"), &split, &err)) {
+            cli_model_close(&cm);
+            return cli_fail_status(&err);
+        }
+        cwba_model_split_shape(cm.model, split, &C, &H, &W);
+    }
+    cli_data cd;
+    if ((rc = cli_data_open(&o, &cm, &cd))) {
+        cli_model_close(&cm);
+        return rc;
+    }
+    int S = cwba_model_input_size(cm.model), K = cwba_model_num_classes(cm.model);
+    size_t img = (size_t)3 * S * S, feat = (size_t)C * H * W;
+    int N = cd.count;
+    float *in = malloc(sizeof(float) * img * (size_t)batch);
+    float *logits = malloc(sizeof(float) * (size_t)K * (size_t)N);
+    float *feats = NULL;
+    int *labels = malloc(sizeof(int) * (size_t)N);
+    size_t fbytes = 0;
+    if (split >= 0) {
+        if (!cwba_size_mul(feat, (size_t)N, &fbytes) || !cwba_size_mul(fbytes, 4, &fbytes) ||
+            fbytes > ((size_t)8 << 30)) {
+            cli_error("--save-feature: %d features of %zu values exceed 8 GiB; use --limit", N,
+                      feat);
+            rc = 2;
+            goto out;
+        }
+        feats = malloc(fbytes ? fbytes : 1);
+    }
+    if (!in || !logits || !labels || (split >= 0 && !feats)) {
+        cli_error("out of memory");
+        rc = 1;
+        goto out;
+    }
+    cli_progress pr;
+    cli_progress_start(&pr, "infer");
+    double t0 = cwba_now();
+    long correct = 0;
+    int labelled = cwba_dataset_has_labels(cd.ds);
+    for (int i = 0; i < N; i += (int)batch) {
+        int nb = (N - i) < batch ? (N - i) : (int)batch;
+        for (int j = 0; j < nb; j++)
+            if (cwba_dataset_get(cd.ds, cli_data_index(&cd, i + j), in + img * (size_t)j,
+                                 &labels[i + j], &err)) {
+                rc = cli_fail_status(&err);
+                goto out;
+            }
+        if (split >= 0) {
+            float *f = feats + feat * (size_t)i;
+            if (cwba_model_forward_front(cm.model, split, in, nb, f, &err) ||
+                cwba_model_forward_back(cm.model, split, f, nb, logits + (size_t)K * i, &err)) {
+                rc = cli_fail_status(&err);
+                goto out;
+            }
+        } else if (cwba_model_forward(cm.model, in, nb, logits + (size_t)K * i, &err)) {
+            rc = cli_fail_status(&err);
+            goto out;
+        }
+        for (int j = 0; j < nb; j++)
+            if (labelled && argmax(logits + (size_t)K * (i + j), K) == labels[i + j]) correct++;
+        cli_progress_update(&pr, i + nb, N);
+    }
+    cli_progress_end(&pr);
+    double secs = (cwba_now() - t0) / (N > 0 ? N : 1);
+    if (cli_has(&o, "save-logits")) {
+        int64_t shape[2] = {N, K};
+        if (cwba_npy_write_f32(cli_get(&o, "save-logits"), logits, 2, shape, &err)) {
+            rc = cli_fail_status(&err);
+            goto out;
+        }
+    }
+    if (split >= 0) {
+        int64_t shape[4] = {N, C, H, W};
+        if (cwba_npy_write_f32(cli_get(&o, "save-feature"), feats, 4, shape, &err)) {
+            rc = cli_fail_status(&err);
+            goto out;
+        }
+    }
+    double top1 = N > 0 ? (double)correct / N : 0.0;
+    if (cli_has(&o, "json")) {
+        printf("{\"model\":\"%s\",\"weights\":\"%s\",\"images\":%d,", cwba_arch_name(cm.arch),
+               cm.weights_path, N);
+        if (labelled)
+            printf("\"top1\":%.6f,", top1);
+        else
+            printf("\"top1\":null,");
+        printf("\"seconds_per_image\":%.6g,\"threads\":%ld}\n", secs, threads);
+    } else {
+        printf("model %s  weights %s  images %d\n", cwba_arch_name(cm.arch), cm.weights_path, N);
+        if (labelled)
+            printf("top1 %.4f (%ld/%d)", top1, correct, N);
+        else
+            printf("top1 n/a (unlabelled data)");
+        if (cm.is_reference) printf("   [model card: %.4f on the 10,000 test images]", cm.card.test_top1);
+        printf("\nseconds per image %.6f (%ld threads, batch %ld)\n", secs, threads, batch);
+    }
+out:
+    free(in);
+    free(logits);
+    free(feats);
+    free(labels);
+    cli_data_close(&cd);
+    cli_model_close(&cm);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* cwba layers: the split points of a model and the feature shape at each. */
+#include "cli.h"
+
+#include <string.h>
+
+static const cli_optdef defs[] = {
+    {"model", 1, "alexnet | vgg16 | resnet18"},
+    {"weights", 1, "weights file (default: the reference model in models/)"},
+    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    {"help", 0, "show this help"},
+};
+
+int cmd_layers(int argc, char **argv)
+{
+    cli_opts o;
+    int nd = (int)(sizeof defs / sizeof defs[0]);
+    int rc = cli_parse(&o, defs, nd, argc, argv, "layers");
+    if (rc) return rc;
+    if (cli_has(&o, "help")) {
+        cli_print_help("layers", "--model M [--weights F] [--input-size S]", defs, nd);
+        return 0;
+    }
+    cli_model cm;
+    if ((rc = cli_model_open(&o, &cm))) return rc;
+    int s = cwba_model_input_size(cm.model);
+    printf("# %s, input 3x%dx%d, %d classes\n", cwba_arch_name(cm.arch), s, s,
+           cwba_model_num_classes(cm.model));
+    printf("%-12s %s\n", "split", "feature (C x H x W)");
+    for (int i = 0; i < cwba_model_num_splits(cm.model); i++) {
+        int C, H, W;
+        cwba_model_split_shape(cm.model, i, &C, &H, &W);
+        printf("%-12s %d x %d x %d\n", cwba_model_split_name(cm.model, i), C, H, W);
+    }
+    cli_model_close(&cm);
+    return 0;
+}

@@ -1,0 +1,188 @@
+/* cwba reproduce: the original release's experiment on one split, end to end:
+ * calibrate the interval table on training images, then evaluate every method
+ * on test images and print the original's table (rows: methods, columns: bits)
+ * with accuracy beside the output MSE. Resumable: an existing table is reused. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_optdef defs[] = {
+    {"model", 1, "alexnet | vgg16 | resnet18 (default resnet18)"},
+    {"weights", 1, "weights file (default: the reference model in models/)"},
+    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    {"split", 1, "split point (default: the original's: resnet18 layer3, alexnet features.5, "
+                 "vgg16 features.30)"},
+    {"quant", 1, "uniform | log for the channel-wise rows (default uniform)"},
+    {"table", 1, "table directory (default runs/<model>-<split>-<quant>)"},
+    {"calib-data", 1, "calibration images (default fmnist train set)"},
+    {"calib-images", 1, "calibration images used (default 8)"},
+    {"data", 1, "evaluation images (default fmnist test set)"},
+    {"limit", 1, "evaluation images used (default 200)"},
+    {"every", 1, "take every K-th evaluation image (default 50)"},
+    {"offset", 1, "skip the first K evaluation images"},
+    {"reserve", 1, "reserves for the channel-wise rows (default 0,10,20,40)"},
+    {"bits", 1, "bit depths (default 2,3,4,5,6,7)"},
+    {"alpha", 1, "weight of the mean priority (default 0.9)"},
+    {"beta", 1, "weight of the std priority (default 0.1)"},
+    {"dorefa-clip", 1, "DoReFa clip value (default 0.9)"},
+    {"threads", 1, "worker threads (default 2)"},
+    {"json", 0, "JSON Lines instead of the table"},
+    {"help", 0, "show this help"},
+};
+
+const char *cli_default_split(cwba_arch a)
+{
+    switch (a) {
+    case CWBA_ARCH_ALEXNET: return "features.5";
+    case CWBA_ARCH_VGG16: return "features.30";
+    case CWBA_ARCH_RESNET18: return "layer3";
+    }
+    return "layer3";
+}
+
+static void set_opt(cli_opts *o, const char *name, const char *value)
+{
+    for (int i = 0; i < o->ndefs; i++)
+        if (!strcmp(o->defs[i].name, name)) o->values[i] = value;
+}
+
+int cmd_reproduce(int argc, char **argv)
+{
+    cli_opts o;
+    int nd = (int)(sizeof defs / sizeof defs[0]);
+    int rc = cli_parse(&o, defs, nd, argc, argv, "reproduce");
+    if (rc) return rc;
+    if (cli_has(&o, "help")) {
+        cli_print_help("reproduce", "[options]", defs, nd);
+        return 0;
+    }
+    if (!cli_has(&o, "model")) set_opt(&o, "model", "resnet18");
+    cwba_error err;
+    cwba_error_clear(&err);
+    cwba_quant q = CWBA_QUANT_UNIFORM;
+    if (cli_has(&o, "quant") && cwba_quant_parse(cli_get(&o, "quant"), &q, &err))
+        return cli_fail_status(&err);
+    if (q == CWBA_QUANT_DOREFA) {
+        cli_error("--quant must be uniform or log");
+        return 2;
+    }
+    long bits[6], reserves[12], threads, calib_n;
+    int nbits, nres;
+    double alpha, beta, clip;
+    if (!cli_get_int_list(&o, "bits", "2,3,4,5,6,7", CWBA_BITS_MIN, CWBA_BITS_MAX, bits, 6, &nbits) ||
+        !cli_get_int_list(&o, "reserve", "0,10,20,40", 0, 1L << 20, reserves, 12, &nres) ||
+        !cli_get_double(&o, "alpha", 0.9, &alpha) || !cli_get_double(&o, "beta", 0.1, &beta) ||
+        !cli_get_double(&o, "dorefa-clip", 0.9, &clip) ||
+        !cli_get_int(&o, "threads", 2, 1, 256, &threads) ||
+        !cli_get_int(&o, "calib-images", 8, 1, 1L << 20, &calib_n))
+        return 2;
+    if (clip <= 0) {
+        cli_error("--dorefa-clip must be positive");
+        return 2;
+    }
+    cwba_set_threads((int)threads);
+    cli_model cm;
+    if ((rc = cli_model_open(&o, &cm))) return rc;
+    const char *sname = cli_has(&o, "split") ? cli_get(&o, "split") : cli_default_split(cm.arch);
+    int split, C, H, W;
+    if (cwba_model_find_split(cm.model, sname, &split, &err)) {
+        cli_model_close(&cm);
+        return cli_fail_status(&err);
+    }
+    cwba_model_split_shape(cm.model, split, &C, &H, &W);
+    char dir[2048];
+    if (cli_has(&o, "table"))
+        snprintf(dir, sizeof dir, "%s", cli_get(&o, "table"));
+    else
+        snprintf(dir, sizeof dir, "runs/%s-%s-%s", cwba_arch_name(cm.arch), sname,
+                 cwba_quant_name(q));
+    char paths[6][4096];
+    for (int b = 0; b < 6; b++) snprintf(paths[b], sizeof paths[b], "%s/%d.csv", dir, b + 2);
+
+    /* 1. calibration on training images (resumes an existing table) */
+    cli_opts oc = o;
+    char climit[32];
+    snprintf(climit, sizeof climit, "%ld", calib_n);
+    set_opt(&oc, "data", cli_has(&o, "calib-data") ? cli_get(&o, "calib-data")
+                                                   : "fmnist:/usr/share/datasets/fashion-mnist:train");
+    set_opt(&oc, "limit", climit);
+    set_opt(&oc, "every", NULL);
+    set_opt(&oc, "offset", NULL);
+    cli_data cd;
+    if ((rc = cli_data_open(&oc, &cm, &cd))) {
+        cli_model_close(&cm);
+        return rc;
+    }
+    double t0 = cwba_now();
+    if (!(rc = cli_mkdirs(dir))) rc = engine_calibrate(cm.model, split, &cd, q, paths, 0, 0);
+    cli_data_close(&cd);
+    double t_cal = cwba_now() - t0;
+    if (rc) {
+        cli_model_close(&cm);
+        return rc;
+    }
+    cwba_table tables[6];
+    if ((rc = engine_load_tables(paths, bits, nbits, C, tables))) {
+        cli_model_close(&cm);
+        return rc;
+    }
+    if (tables[bits[0] - 2].rows != calib_n) {
+        cli_error("%s has %d rows but --calib-images is %ld; remove the directory or pass "
+                  "--table elsewhere",
+                  paths[bits[0] - 2], tables[bits[0] - 2].rows, calib_n);
+        engine_free_tables(tables);
+        cli_model_close(&cm);
+        return 2;
+    }
+
+    /* 2. evaluation of every method on test images */
+    cli_opts oe = o;
+    if (!cli_has(&o, "limit")) set_opt(&oe, "limit", "200");
+    if (!cli_has(&o, "every")) set_opt(&oe, "every", "50");
+    if ((rc = cli_data_open(&oe, &cm, &cd))) {
+        engine_free_tables(tables);
+        cli_model_close(&cm);
+        return rc;
+    }
+    engine_method methods[16];
+    char labels[16][40];
+    int nm = 0;
+    methods[nm++] = (engine_method){CWBA_QUANT_UNIFORM, ALLOC_NONE, 0, "Uniform w/o BitAlloc"};
+    methods[nm++] = (engine_method){CWBA_QUANT_LOG, ALLOC_NONE, 0, "Log w/o BitAlloc"};
+    methods[nm++] = (engine_method){CWBA_QUANT_DOREFA, ALLOC_NONE, 0, "DoReFa quantization"};
+    for (int i = 0; i < nres; i++) {
+        snprintf(labels[i], sizeof labels[i], "Ours(%ld iter)%s", reserves[i],
+                 q == CWBA_QUANT_LOG ? " log" : "");
+        methods[nm++] = (engine_method){q, ALLOC_CHANNEL, (int)reserves[i], labels[i]};
+    }
+    engine_result *res = calloc((size_t)nm * nbits, sizeof *res);
+    engine_summary sum;
+    if (!res) {
+        cli_error("out of memory");
+        rc = 1;
+    } else {
+        rc = engine_evaluate(cm.model, split, &cd, methods, nm, bits, nbits, tables, alpha, beta,
+                             clip, 0, res, &sum);
+    }
+    if (rc == 0) {
+        const char *sn = cwba_model_split_name(cm.model, split);
+        if (cli_has(&o, "json")) {
+            for (int i = 0; i < nm * nbits; i++)
+                engine_print_json(stdout, cwba_arch_name(cm.arch), sn, &res[i], &sum);
+        } else {
+            printf("calibration: %ld training images, %.1f s (table %s)\n", calib_n, t_cal, dir);
+            printf("evaluation: %.1f s\n\n", sum.seconds_total);
+            engine_print_table(stdout, cwba_arch_name(cm.arch), sn, C, H, W, res, nm, bits, nbits,
+                               &sum);
+            printf("s/image: allocation + quantization + one back-end pass, %ld threads; the "
+                   "channel-wise rows share probe errors within an image\n(see docs/algorithm.md).\n",
+                   threads);
+        }
+    }
+    free(res);
+    cli_data_close(&cd);
+    engine_free_tables(tables);
+    cli_model_close(&cm);
+    return rc;
+}

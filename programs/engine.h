@@ -1,0 +1,59 @@
+/* The CLI's two long-running jobs, shared by calibrate/evaluate, reproduce and
+ * main_model: building interval tables and evaluating quantization methods. */
+#ifndef CWBA_ENGINE_H
+#define CWBA_ENGINE_H
+
+#include "cli.h"
+
+/* Calibrates images of cd at split and appends one row per image to
+ * paths[b-2] (b = 2..7). Resumable: rows already present (the same count in
+ * all six files) are taken as the first images and skipped, unless overwrite. */
+int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
+                     char paths[6][4096], int overwrite, int quiet);
+
+typedef enum { ALLOC_NONE = 0, ALLOC_CHANNEL = 1 } engine_alloc;
+
+typedef struct engine_method {
+    cwba_quant quant;
+    engine_alloc alloc;
+    int reserve;          /* channel allocation only */
+    const char *label;    /* row label in tables, e.g. "Ours(10 iter)" */
+} engine_method;
+
+typedef struct engine_result {
+    engine_method method;
+    int bits;
+    long images;
+    double mse_sum;        /* output MSE (the original's metric), summed over images */
+    double feature_mse_sum;
+    long correct, agree;   /* top-1 vs label, top-1 vs the float model */
+    double code_bits_sum;  /* exact code cost per element, summed over images */
+    double seconds;        /* allocation + quantization + final back-end pass */
+    uint64_t passes;       /* back-end passes charged to this configuration */
+} engine_result;
+
+typedef struct engine_summary {
+    long images, labelled, float_correct;
+    double seconds_total;
+} engine_summary;
+
+/* tables[b-2] must be loaded for every bit depth in bits when a channel
+ * method is present. results has nmethods*nbits entries, [m*nbits + b]. */
+int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
+                    int nmethods, const long *bits, int nbits, cwba_table tables[6],
+                    double alpha, double beta, double dorefa_clip, int fresh_probes,
+                    engine_result *results, engine_summary *summary);
+
+/* Loads DIR-style tables for the listed bit depths (paths[b-2]). */
+int engine_load_tables(char paths[6][4096], const long *bits, int nbits, int C,
+                       cwba_table tables[6]);
+void engine_free_tables(cwba_table tables[6]);
+
+/* Prints one result as a JSON line / a text table row. */
+void engine_print_json(FILE *f, const char *model, const char *split, const engine_result *r,
+                       const engine_summary *s);
+void engine_print_table(FILE *f, const char *model, const char *split, int C, int H, int W,
+                        const engine_result *res, int nmethods, const long *bits, int nbits,
+                        const engine_summary *s);
+
+#endif

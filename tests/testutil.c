@@ -1,0 +1,52 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *tu_source_dir(void)
+{
+    const char *s = getenv("CWBA_SOURCE_DIR");
+    return s ? s : CWBA_SOURCE_DIR;
+}
+
+const char *tu_path(const char *rel)
+{
+    static char bufs[8][4096];
+    static int slot = 0;
+    char *b = bufs[slot++ & 7];
+    snprintf(b, 4096, "%s/%s", tu_source_dir(), rel);
+    return b;
+}
+
+char *tu_tmpdir(void)
+{
+    char tmpl[] = "/tmp/cwba-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    if (!d) return NULL;
+    return strdup(d);
+}
+
+void tu_rmtree(const char *dir)
+{
+    if (!dir || strncmp(dir, "/tmp/cwba-test-", 15) != 0) return;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) { /* best effort */ }
+}
+
+int tu_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+const char *tu_fmnist_dir(void)
+{
+    const char *d = "/usr/share/datasets/fashion-mnist";
+    char p[256];
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", d);
+    return tu_exists(p) ? d : NULL;
+}

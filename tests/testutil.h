@@ -1,0 +1,23 @@
+/* Shared helpers for the cmocka tests. */
+#ifndef CWBA_TESTUTIL_H
+#define CWBA_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Root of the source tree (env CWBA_SOURCE_DIR, set by CTest). */
+const char *tu_source_dir(void);
+/* "<source>/<rel>" in a static rotating buffer (8 slots). */
+const char *tu_path(const char *rel);
+/* A fresh temporary directory, removed by tu_rmtree. */
+char *tu_tmpdir(void);
+void tu_rmtree(const char *dir);
+/* 1 if the file exists. */
+int tu_exists(const char *path);
+/* Directory of the Debian Fashion-MNIST package, or NULL (tests then skip). */
+const char *tu_fmnist_dir(void);
+
+#endif
