@@ -10,7 +10,7 @@ DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libopenblas0-pth
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev
 
-.PHONY: all deps build asan test test-fast demo clean experiments bench
+.PHONY: all deps models build asan test test-fast demo clean experiments bench
 
 all: build
 
@@ -22,12 +22,17 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-build: deps
+# The F16 reference models ship xz-compressed; decompress once so that every
+# run does not pay for liblzma (the loader reads either form).
+models: deps
+	@for f in models/*.safetensors.xz; do [ -e "$${f%.xz}" ] || xz -dk "$$f"; done
+
+build: deps models
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
 asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCWBA_SANITIZE=ON -DCWBA_NATIVE=OFF
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCWBA_SANITIZE=ON -DCWBA_NATIVE=OFF
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 # Release tests, then the same tests under ASan+UBSan (tests labelled "slow"

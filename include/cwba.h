@@ -26,5 +26,6 @@
 #include "cwba/io.h"
 #include "cwba/nn.h"
 #include "cwba/quant.h"
+#include "cwba/codec.h"
 
 #endif

@@ -19,6 +19,8 @@
  *   size_t cap = cwba_stream_bound(&si, n);          // n: (C) interval counts
  *   uint8_t *buf = malloc(cap);  size_t len;
  *   cwba_stream_encode(&si, n, codes, buf, cap, &len, NULL, &err);
+ *   // or, from the float feature x (C, H, W), quantizing on the way:
+ *   cwba_stream_encode_feature(&si, x, n, buf, cap, &len, xhat, &stats, &err);
  * Usage (cloud):
  *   cwba_stream_decode_header(buf, len, &si, &err);     // sizes, identity
  *   cwba_stream_expect(&si, "resnet18", "layer3", 256, 4, 4, &err);
@@ -88,6 +90,16 @@ size_t cwba_stream_bound(const cwba_stream_info *info, const int *n);
 cwba_status cwba_stream_encode(const cwba_stream_info *info, const int *n, const uint32_t *codes,
                                uint8_t *dst, size_t cap, size_t *written,
                                cwba_stream_stats *stats, cwba_error *err);
+
+/* Edge convenience: quantizes the feature x (C, H, W) and encodes it.
+ * uniform/log: info->mn, mx are ignored and set from x's global range (the
+ * stream's copy is what counts); n (C) are the interval counts. dorefa: n may
+ * be NULL; codes are round(clamp(x, 0, clip) * (2^bits - 1)). xhat (C, H, W,
+ * may be NULL) receives what the cloud will decode, i.e. the quantizer's
+ * output bit for bit. Values of x must be finite. */
+cwba_status cwba_stream_encode_feature(const cwba_stream_info *info, const float *x, const int *n,
+                                       uint8_t *dst, size_t cap, size_t *written, float *xhat,
+                                       cwba_stream_stats *stats, cwba_error *err);
 
 /* Validates a whole stream (every header field, the section lengths, the
  * total length and the CRC) and fills info, without decoding the payload. */

@@ -23,7 +23,9 @@ void cwba_feature_range(const float *x, size_t n, float *mn, float *mx);
 
 /* Scalar reference quantizers on a given range [mn, mx] with n intervals.
  * Codes are in 0..n. When mx == mn, xhat = x and codes are 0. float32
- * arithmetic in the SPEC's operation order, round half to even. */
+ * arithmetic in the SPEC's operation order, round half to even. For
+ * CWBA_QUANT_DOREFA, [mn, mx] is the clamp interval [0, clip] and n = 2^b-1:
+ * code = round(clamp(x, mn, mx) * n), xhat = code / n. */
 uint32_t cwba_quant_code_ref(cwba_quant q, float x, float mn, float mx, int n);
 float cwba_quant_dequant_ref(cwba_quant q, uint32_t code, float mn, float mx, int n);
 
@@ -103,7 +105,9 @@ typedef struct cwba_eval_params {
 void cwba_priority(const float *x, int C, int HW, double alpha, double beta, double *P, int *order);
 /* Base allocation from column means: n_c = max(1, floor(avg_c/sum*T_b)), with
  * the over-budget repair taking from the lowest-priority channels. Returns
- * the leftover L = T_b - sum(n). */
+ * the leftover L = T_b - sum(n). Only the shares avg_c/sum matter, so column
+ * sums may be passed instead of means; whole-number weights (column sums)
+ * are floored exactly in integer arithmetic, which cwba_evaluate_image uses. */
 long cwba_base_allocation(const double *avg, int C, int bits, const int *order, int *n);
 /* Gives one extra interval to each of the `count` highest-priority channels
  * (wrapping round). */

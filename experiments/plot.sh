@@ -1,0 +1,39 @@
+#!/bin/bash
+# PNG plots from experiments/results/<config>.csv (gnuplot from Debian):
+#   plots/<config>-mse.png   output MSE against nominal bits (log scale)
+#   plots/<config>-top1.png  top-1 accuracy against exact code bits per element
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p plots
+for csv in results/*.csv; do
+    cfg=$(basename "$csv" .csv)
+    [ "$cfg" = all ] && continue
+    mapfile -t methods < <(tail -n +2 "$csv" | cut -d, -f2 | sort -u)
+    floattop=$(tail -n +2 "$csv" | cut -d, -f11 | grep -v '^$' | head -1)
+    p1="" p2=""
+    for m in "${methods[@]}"; do
+        src="< awk -F, -v m='$m' 'NR>1 && \$2==m' $csv"
+        p1+="\"$src\" using 6:8 with linespoints title '$m', "
+        p2+="\"$src\" using 13:10 with linespoints title '$m', "
+    done
+    gnuplot <<GP
+set terminal pngcairo size 900,600 noenhanced
+set datafile separator ","
+set key outside right
+set grid
+set output "plots/$cfg-mse.png"
+set title "$cfg: output MSE vs bits (Fashion-MNIST test, $(tail -n +2 "$csv" | head -1 | cut -d, -f7) images)"
+set xlabel "nominal bits per element"
+set ylabel "output MSE (logits)"
+set logscale y
+plot ${p1%, }
+set output "plots/$cfg-top1.png"
+set title "$cfg: top-1 vs exact code bits per element (float model: ${floattop:-n/a})"
+set xlabel "exact code bits per element"
+set ylabel "top-1 accuracy"
+unset logscale y
+$( [ -n "$floattop" ] && echo "set arrow from graph 0, first $floattop to graph 1, first $floattop nohead dt 2" )
+plot ${p2%, }
+GP
+done
+echo "plots in experiments/plots/" >&2

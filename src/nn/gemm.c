@@ -1,0 +1,416 @@
+/* Deterministic single-precision GEMM for convolutions and linear layers.
+ *
+ * Why not OpenBLAS: measured with OpenBLAS 0.3.21 (Haswell kernels), the value
+ * of one output element changes with the matrix width and the thread count
+ * (edge kernels, gemv for n == 1, thread partitioning), so a sample's logits
+ * would depend on which other samples share its batch. Here every element is
+ * the same sequential chain of fused multiply-adds over k = 0..K-1 (started
+ * from 0), whatever its tile, its position in the batch or the thread that
+ * computes it: partial tiles are computed into a padded scratch tile by the
+ * same micro-kernel, K-blocking resumes the chain from the stored partial sum
+ * (exact), and threads split whole tiles. The AVX-512, AVX2 and scalar kernels
+ * all use fused multiply-add, so they agree bit for bit with nn_gemm_ref.
+ *
+ * Packed layouts: A (the weights) in panels of MR rows, (K, MR) per panel;
+ * B in panels of NN_NR columns, (K, NN_NR) per panel, produced by a packing
+ * callback (im2col or a plain matrix) so convolutions never build a full
+ * column matrix. */
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define NN_X86 1
+#include <immintrin.h>
+#endif
+
+#define MR_MAX 12
+#define NARROW_MAX 4 /* widest right-hand side handled by the narrow kernels */
+#define KC 256                   /* k-block: one A slice stays in L1 */
+#define PACK_BUDGET (128 * 1024) /* floats of packed B per thread (512 KB, in L2) */
+#define SMALL_WORK (1L << 17)    /* multiply-adds below which one thread is faster */
+
+/* c (MR, NN_NR) with stride ldc; acc = 0 starts every chain at 0. */
+typedef void (*kernel_fn)(int kc, const float *a, const float *b, float *c, size_t ldc, int acc);
+/* Narrow right-hand side (a batch of one to four columns, e.g. a linear layer
+ * on a single image): vectorised over the MR rows of one weight panel
+ * instead of over 16 columns of which most would be padding. Each element is
+ * still the chain acc = fma(a[i][p], b[p][j], acc) for p = 0..K-1 from 0, so
+ * it equals what the main kernel computes for the same element. b is a packed
+ * (k, NN_NR) panel; results go to c[i*ldc + j] for i < rows, j < ncols. */
+typedef void (*narrow_fn)(int k, const float *a, const float *b, int ncols, float *c, size_t ldc,
+                          int rows);
+
+typedef struct isa {
+    const char *name;
+    int mr;
+    kernel_fn kernel;
+    narrow_fn narrow;
+} isa;
+
+/* ---- scalar (any CPU; fmaf is correctly rounded, so it matches the SIMD paths) */
+#define MR_SCALAR 4
+static void kernel_scalar(int kc, const float *a, const float *b, float *c, size_t ldc, int acc)
+{
+    float r[MR_SCALAR][NN_NR];
+    for (int i = 0; i < MR_SCALAR; i++)
+        for (int j = 0; j < NN_NR; j++) r[i][j] = acc ? c[i * ldc + j] : 0.0f;
+    for (int p = 0; p < kc; p++) {
+        for (int i = 0; i < MR_SCALAR; i++)
+            for (int j = 0; j < NN_NR; j++) r[i][j] = fmaf(a[i], b[j], r[i][j]);
+        a += MR_SCALAR;
+        b += NN_NR;
+    }
+    for (int i = 0; i < MR_SCALAR; i++)
+        for (int j = 0; j < NN_NR; j++) c[i * ldc + j] = r[i][j];
+}
+
+static void narrow_scalar(int k, const float *a, const float *b, int ncols, float *c, size_t ldc,
+                          int rows)
+{
+    float acc[NARROW_MAX][MR_SCALAR] = {{0}};
+    for (int p = 0; p < k; p++)
+        for (int j = 0; j < ncols; j++)
+            for (int i = 0; i < MR_SCALAR; i++)
+                acc[j][i] = fmaf(a[(size_t)p * MR_SCALAR + i], b[(size_t)p * NN_NR + j], acc[j][i]);
+    for (int j = 0; j < ncols; j++)
+        for (int i = 0; i < rows; i++) c[(size_t)i * ldc + j] = acc[j][i];
+}
+
+#ifdef NN_X86
+/* ---- AVX2 + FMA: 6 rows x 2 ymm */
+#define MR_AVX2 6
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a, const float *b,
+                                                             float *c, size_t ldc, int acc)
+{
+    __m256 r[MR_AVX2][2];
+    for (int i = 0; i < MR_AVX2; i++) {
+        r[i][0] = acc ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+        r[i][1] = acc ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (int p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        for (int i = 0; i < MR_AVX2; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i);
+            r[i][0] = _mm256_fmadd_ps(av, b0, r[i][0]);
+            r[i][1] = _mm256_fmadd_ps(av, b1, r[i][1]);
+        }
+        a += MR_AVX2;
+        b += NN_NR;
+    }
+    for (int i = 0; i < MR_AVX2; i++) {
+        _mm256_storeu_ps(c + i * ldc, r[i][0]);
+        _mm256_storeu_ps(c + i * ldc + 8, r[i][1]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void narrow_avx2(int k, const float *a, const float *b,
+                                                             int ncols, float *c, size_t ldc,
+                                                             int rows)
+{
+    const __m256i mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0); /* MR_AVX2 lanes */
+    __m256 acc[NARROW_MAX];
+    for (int j = 0; j < NARROW_MAX; j++) acc[j] = _mm256_setzero_ps();
+    for (int p = 0; p < k; p++) {
+        __m256 av = _mm256_maskload_ps(a + (size_t)p * MR_AVX2, mask);
+        for (int j = 0; j < ncols; j++)
+            acc[j] = _mm256_fmadd_ps(av, _mm256_set1_ps(b[(size_t)p * NN_NR + j]), acc[j]);
+    }
+    float tmp[8];
+    for (int j = 0; j < ncols; j++) {
+        _mm256_storeu_ps(tmp, acc[j]);
+        for (int i = 0; i < rows; i++) c[(size_t)i * ldc + j] = tmp[i];
+    }
+}
+
+/* ---- AVX-512: 12 rows x 1 zmm */
+#define MR_AVX512 12
+#define FMA_ROW(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bv, c##i)
+#define LOAD_ROW(i) c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps()
+#define STORE_ROW(i) _mm512_storeu_ps(c + (i) * ldc, c##i)
+__attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float *a,
+                                                              const float *b, float *c,
+                                                              size_t ldc, int acc)
+{
+    __m512 c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11;
+    LOAD_ROW(0); LOAD_ROW(1); LOAD_ROW(2); LOAD_ROW(3); LOAD_ROW(4); LOAD_ROW(5);
+    LOAD_ROW(6); LOAD_ROW(7); LOAD_ROW(8); LOAD_ROW(9); LOAD_ROW(10); LOAD_ROW(11);
+    for (int p = 0; p < kc; p++) {
+        __m512 bv = _mm512_loadu_ps(b);
+        FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);
+        FMA_ROW(6); FMA_ROW(7); FMA_ROW(8); FMA_ROW(9); FMA_ROW(10); FMA_ROW(11);
+        a += MR_AVX512;
+        b += NN_NR;
+    }
+    STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5);
+    STORE_ROW(6); STORE_ROW(7); STORE_ROW(8); STORE_ROW(9); STORE_ROW(10); STORE_ROW(11);
+}
+
+__attribute__((target("avx512f"))) static void narrow_avx512(int k, const float *a, const float *b,
+                                                              int ncols, float *c, size_t ldc,
+                                                              int rows)
+{
+    const __mmask16 mask = (__mmask16)((1u << MR_AVX512) - 1);
+    __m512 acc[NARROW_MAX];
+    for (int j = 0; j < NARROW_MAX; j++) acc[j] = _mm512_setzero_ps();
+    for (int p = 0; p < k; p++) {
+        __m512 av = _mm512_maskz_loadu_ps(mask, a + (size_t)p * MR_AVX512);
+        for (int j = 0; j < ncols; j++)
+            acc[j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[(size_t)p * NN_NR + j]), acc[j]);
+    }
+    float tmp[16];
+    for (int j = 0; j < ncols; j++) {
+        _mm512_storeu_ps(tmp, acc[j]);
+        for (int i = 0; i < rows; i++) c[(size_t)i * ldc + j] = tmp[i];
+    }
+}
+#endif
+
+static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_scalar};
+#ifdef NN_X86
+static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_avx2};
+static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_avx512};
+#endif
+
+/* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
+ * sanitizer build) still gets the vector kernels; every path gives the same
+ * bits, so the choice only changes speed. */
+static const isa *g_isa;
+static pthread_once_t g_isa_once = PTHREAD_ONCE_INIT;
+
+static int isa_supported(const isa *x)
+{
+#ifdef NN_X86
+    __builtin_cpu_init();
+    if (x == &ISA_AVX512) return __builtin_cpu_supports("avx512f");
+    if (x == &ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return x == &ISA_SCALAR;
+}
+
+static void isa_pick(void)
+{
+#ifdef NN_X86
+    if (isa_supported(&ISA_AVX512)) {
+        g_isa = &ISA_AVX512;
+        return;
+    }
+    if (isa_supported(&ISA_AVX2)) {
+        g_isa = &ISA_AVX2;
+        return;
+    }
+#endif
+    g_isa = &ISA_SCALAR;
+}
+
+static const isa *cur_isa(void)
+{
+    pthread_once(&g_isa_once, isa_pick);
+    return g_isa;
+}
+
+int nn_gemm_mr(void) { return cur_isa()->mr; }
+const char *nn_gemm_isa(void) { return cur_isa()->name; }
+
+int nn_gemm_set_isa(const char *name)
+{
+    static const isa *const all[] = {
+#ifdef NN_X86
+        &ISA_AVX512, &ISA_AVX2,
+#endif
+        &ISA_SCALAR};
+    cur_isa();
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (strcmp(all[i]->name, name) == 0) {
+            if (!isa_supported(all[i])) return 0;
+            g_isa = all[i];
+            return 1;
+        }
+    return 0;
+}
+
+float *nn_alloc_floats(size_t n)
+{
+    size_t bytes;
+    if (n == 0) n = 1;
+    if (n > SIZE_MAX / sizeof(float)) return NULL;
+    bytes = n * sizeof(float);
+    if (bytes < ((size_t)4 << 20)) return malloc(bytes);
+    /* Large weight panels and workspaces: 2 MB alignment and transparent huge
+     * pages, because first-touch page faults cost more than packing here. */
+    size_t align = (size_t)2 << 20;
+    size_t rounded = (bytes + align - 1) / align * align;
+    void *p = NULL;
+    if (posix_memalign(&p, align, rounded) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+#endif
+    return p;
+}
+
+size_t nn_gemm_packed_a_size(int m, int k)
+{
+    const int MR = cur_isa()->mr;
+    size_t panels = ((size_t)m + MR - 1) / MR;
+    return panels * MR * (size_t)k;
+}
+
+void nn_gemm_pack_a(int m, int k, const float *a, size_t lda, float *dst)
+{
+    /* Blocks of 64 columns: rows are read sequentially and the transposed
+     * block being written stays in L1 (the weights of VGG16's first linear
+     * layer are 400 MB). */
+    const int MR = cur_isa()->mr;
+    for (int i0 = 0; i0 < m; i0 += MR) {
+        float *panel = dst + (size_t)i0 * k;
+        int rows = m - i0 < MR ? m - i0 : MR;
+        for (int p0 = 0; p0 < k; p0 += 64) {
+            int p1 = k - p0 < 64 ? k : p0 + 64;
+            for (int i = 0; i < MR; i++) {
+                if (i >= rows) {
+                    for (int p = p0; p < p1; p++) panel[(size_t)p * MR + i] = 0.0f;
+                    continue;
+                }
+                const float *row = a + (size_t)(i0 + i) * lda;
+                for (int p = p0; p < p1; p++) panel[(size_t)p * MR + i] = row[p];
+            }
+        }
+    }
+}
+
+size_t nn_gemm_scratch_size(int k)
+{
+    size_t per = (size_t)(k > 0 ? k : 1) * NN_NR;
+    size_t np = PACK_BUDGET / per;
+    if (np < 1) np = 1;
+    return np * per;
+}
+
+static void epilogue(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, int c0, int c1)
+{
+    if (!ep->bias && !ep->alpha && !ep->res && !ep->relu) return;
+    for (int i = r0; i < r1; i++) {
+        float *row = c + (size_t)i * ldc;
+        const float *res = ep->res ? ep->res + (size_t)i * ldc : NULL;
+        float bias = ep->bias ? ep->bias[i] : 0.0f;
+        float al = ep->alpha ? ep->alpha[i] : 1.0f, be = ep->beta ? ep->beta[i] : 0.0f;
+        for (int j = c0; j < c1; j++) {
+            float v = row[j];
+            if (ep->bias) v = v + bias;
+            if (ep->alpha) v = fmaf(v, al, be);
+            if (res) v = v + res[j];
+            if (ep->relu) v = nn_relu1(v);
+            row[j] = v;
+        }
+    }
+}
+
+typedef struct run_ctx {
+    const isa *is;
+    const nn_gemm *g;
+    float *const *scratch;
+    int split_m; /* threads share out row panels (else column panels) */
+    int npanels, nmb;
+} run_ctx;
+
+static void run_task(void *vctx, int tid, int nt)
+{
+    const run_ctx *rc = vctx;
+    const nn_gemm *g = rc->g;
+    const int MR = rc->is->mr;
+    const kernel_fn kernel = rc->is->kernel;
+    int p0 = 0, p1 = rc->npanels, m0 = 0, m1 = rc->nmb;
+    if (rc->split_m) {
+        m0 = (int)((long)rc->nmb * tid / nt);
+        m1 = (int)((long)rc->nmb * (tid + 1) / nt);
+    } else {
+        p0 = (int)((long)rc->npanels * tid / nt);
+        p1 = (int)((long)rc->npanels * (tid + 1) / nt);
+    }
+    if (p0 >= p1 || m0 >= m1) return;
+    float *buf = rc->scratch[tid];
+    const size_t panel_floats = (size_t)g->k * NN_NR;
+    int chunk = (int)(nn_gemm_scratch_size(g->k) / panel_floats);
+    if (g->n <= NARROW_MAX) {
+        g->pack_b(g->pack_ctx, 0, 1, buf);
+        for (int mb = m0; mb < m1; mb++) {
+            int row0 = mb * MR;
+            int rows = g->m - row0 < MR ? g->m - row0 : MR;
+            rc->is->narrow(g->k, g->apack + (size_t)mb * MR * g->k, buf, g->n,
+                          g->c + (size_t)row0 * g->ldc, g->ldc, rows);
+        }
+        int r1 = m1 * MR < g->m ? m1 * MR : g->m;
+        epilogue(&g->ep, g->c, g->ldc, m0 * MR, r1, 0, g->n);
+        return;
+    }
+    float tile[MR_MAX * NN_NR];
+    for (int pc = p0; pc < p1; pc += chunk) {
+        int npc = p1 - pc < chunk ? p1 - pc : chunk;
+        g->pack_b(g->pack_ctx, pc, npc, buf);
+        for (int k0 = 0; k0 < g->k; k0 += KC) {
+            int kc = g->k - k0 < KC ? g->k - k0 : KC;
+            for (int mb = m0; mb < m1; mb++) {
+                const float *a = g->apack + (size_t)mb * MR * g->k + (size_t)k0 * MR;
+                int row0 = mb * MR;
+                int rows = g->m - row0 < MR ? g->m - row0 : MR;
+                for (int pi = 0; pi < npc; pi++) {
+                    const float *b = buf + (size_t)pi * panel_floats + (size_t)k0 * NN_NR;
+                    int col0 = (pc + pi) * NN_NR;
+                    int cols = g->n - col0 < NN_NR ? g->n - col0 : NN_NR;
+                    float *c = g->c + (size_t)row0 * g->ldc + col0;
+                    if (rows == MR && cols == NN_NR) {
+                        kernel(kc, a, b, c, g->ldc, k0 > 0);
+                        continue;
+                    }
+                    /* Edge tile: same kernel on a padded copy, so these
+                     * elements get exactly the arithmetic of the others. */
+                    memset(tile, 0, (size_t)MR * NN_NR * sizeof(float));
+                    if (k0 > 0)
+                        for (int i = 0; i < rows; i++)
+                            memcpy(tile + i * NN_NR, c + (size_t)i * g->ldc,
+                                   (size_t)cols * sizeof(float));
+                    kernel(kc, a, b, tile, NN_NR, k0 > 0);
+                    for (int i = 0; i < rows; i++)
+                        memcpy(c + (size_t)i * g->ldc, tile + i * NN_NR, (size_t)cols * sizeof(float));
+                }
+            }
+        }
+        int r1 = m1 * MR < g->m ? m1 * MR : g->m;
+        int c1 = (pc + npc) * NN_NR < g->n ? (pc + npc) * NN_NR : g->n;
+        epilogue(&g->ep, g->c, g->ldc, m0 * MR, r1, pc * NN_NR, c1);
+    }
+}
+
+void nn_gemm_run(nn_pool *pool, const nn_gemm *g, float *const *scratch)
+{
+    if (g->m <= 0 || g->n <= 0) return;
+    run_ctx rc = {.is = cur_isa(), .g = g, .scratch = scratch};
+    rc.npanels = (g->n + NN_NR - 1) / NN_NR;
+    rc.nmb = (g->m + rc.is->mr - 1) / rc.is->mr;
+    int nt = nn_pool_size(pool);
+    long work = (long)g->m * g->n * (g->k > 0 ? g->k : 1);
+    if (nt == 1 || work < SMALL_WORK) {
+        run_task(&rc, 0, 1);
+        return;
+    }
+    /* Wide matrices split by columns (each thread packs only its own panels);
+     * narrow ones (small batch, small planes) split by weight rows. */
+    rc.split_m = rc.npanels < 2 * nt;
+    nn_pool_run(pool, run_task, &rc);
+}
+
+void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+                 float *c, size_t ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int p = 0; p < k; p++) s = fmaf(a[(size_t)i * lda + p], b[(size_t)p * ldb + j], s);
+            c[(size_t)i * ldc + j] = s;
+        }
+}

@@ -1,0 +1,135 @@
+/* Internal interfaces of src/nn: the thread pool, the deterministic GEMM and
+ * the layer kernels the three models are built from.
+ *
+ * Activations inside the models use the layout (C, N, H, W): channel-major with
+ * the batch next, so a convolution's GEMM output (C_out, N*H*W) is already the
+ * next layer's input and the batch widens the GEMM instead of repeating it. */
+#ifndef CWBA_NN_INTERNAL_H
+#define CWBA_NN_INTERNAL_H
+
+#include <math.h>
+#include <stddef.h>
+
+/* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
+static inline float nn_relu1(float v) { return v > 0.0f || isnan(v) ? v : 0.0f; }
+
+/* ------------------------------------------------------------ thread pool */
+
+typedef void (*nn_task_fn)(void *ctx, int tid, int nthreads);
+typedef struct nn_pool nn_pool;
+
+/* A pool of n-1 worker threads plus the caller. Returns NULL only when memory
+ * is short; if threads cannot be started the pool runs with fewer. */
+nn_pool *nn_pool_create(int n);
+void nn_pool_free(nn_pool *p); /* NULL accepted */
+int nn_pool_size(const nn_pool *p);
+/* Runs fn(ctx, tid, n) for tid = 0..n-1 (tid 0 on the caller) and waits. */
+void nn_pool_run(nn_pool *p, nn_task_fn fn, void *ctx);
+
+/* ------------------------------------------------------------------- GEMM */
+
+/* Column panel width of the packed right-hand matrix. */
+#define NN_NR 16
+
+/* Rows per packed panel of the left-hand (weight) matrix; depends on the
+ * kernel chosen for this CPU (AVX-512, AVX2+FMA or scalar, picked at run
+ * time; all give the same bits). */
+int nn_gemm_mr(void);
+const char *nn_gemm_isa(void);
+/* Tests only: forces "avx512", "avx2" or "scalar" (0 if this CPU lacks it).
+ * Data packed by nn_gemm_pack_a before the switch must not be used after it. */
+int nn_gemm_set_isa(const char *name);
+
+/* malloc for float arrays (free() releases it); large ones are huge-page
+ * aligned. NULL on overflow or when memory is short. */
+float *nn_alloc_floats(size_t n);
+
+/* Floats needed by nn_gemm_pack_a for an (m, k) matrix. */
+size_t nn_gemm_packed_a_size(int m, int k);
+/* Packs a row-major (m, k) matrix (row stride lda) into MR-row panels,
+ * zero-padding the last panel. dst holds nn_gemm_packed_a_size(m, k) floats. */
+void nn_gemm_pack_a(int m, int k, const float *a, size_t lda, float *dst);
+
+/* Writes panels [p0, p0+np) of the right-hand (k, n) matrix into dst as
+ * np consecutive (k, NN_NR) blocks; columns >= n must be written as 0. */
+typedef void (*nn_pack_b_fn)(const void *ctx, int p0, int np, float *dst);
+
+/* What is done to every output element after its dot product, in this order
+ * (each step one float32 rounding, as PyTorch's eval-mode layers do):
+ * + bias[row]; batch norm fmaf(v, alpha[row], beta[row]); + res[row*ldc+col];
+ * ReLU. NULL pointers skip a step. */
+typedef struct nn_epilogue {
+    const float *bias;  /* (m) */
+    const float *alpha; /* (m) */
+    const float *beta;  /* (m) */
+    const float *res;   /* (m, n) with stride ldc, may not alias c */
+    int relu;
+} nn_epilogue;
+
+typedef struct nn_gemm {
+    int m, n, k;
+    const float *apack;       /* nn_gemm_pack_a output for (m, k) */
+    nn_pack_b_fn pack_b;
+    const void *pack_ctx;
+    float *c;                 /* (m, n) row-major, stride ldc */
+    size_t ldc;
+    nn_epilogue ep;
+} nn_gemm;
+
+/* Floats of per-thread scratch nn_gemm_run needs for inner dimension k. */
+size_t nn_gemm_scratch_size(int k);
+
+/* C = A * B followed by the epilogue, spread over the pool. Every element is
+ * the sequential fused-multiply-add chain over k = 0..K-1 started from 0, so
+ * its value does not depend on n, on its column's position or on the thread
+ * count. scratch[t] holds nn_gemm_scratch_size(k) floats for thread t. */
+void nn_gemm_run(nn_pool *pool, const nn_gemm *g, float *const *scratch);
+
+/* Scalar reference of the same arithmetic (tests): C(m,n) = A(m,k)*B(k,n). */
+void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+                 float *c, size_t ldc);
+
+/* ----------------------------------------------------------------- layers */
+
+/* Shapes of activations: (C, N, H, W). */
+
+typedef struct nn_conv_geom {
+    int cin, h, w;       /* input plane */
+    int k, stride, pad;
+    int oh, ow;          /* output plane */
+} nn_conv_geom;
+
+/* Output side of a convolution / pooling window; <= 0 when the input is too small. */
+int nn_out_side(int in, int k, int stride, int pad);
+
+/* im2col packing context for nn_pack_b_im2col: the input (cin, batch, h, w). */
+typedef struct nn_im2col_ctx {
+    const float *in;
+    int batch;
+    nn_conv_geom g;
+} nn_im2col_ctx;
+void nn_pack_b_im2col(const void *ctx, int p0, int np, float *dst);
+
+/* Packing from a plain row-major (k, n) matrix (stride ld). */
+typedef struct nn_matrix_ctx {
+    const float *b;
+    int k, n;
+    size_t ld;
+} nn_matrix_ctx;
+void nn_pack_b_matrix(const void *ctx, int p0, int np, float *dst);
+
+/* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
+ * `planes` planes (h, w) -> (oh, ow). */
+void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,
+                int oh, int ow);
+/* torch adaptive_avg_pool2d on `planes` planes (h, w) -> (oh, ow). */
+void nn_adaptive_avgpool(const float *in, int planes, int h, int w, float *out, int oh, int ow);
+/* PyTorch's eval batch norm constants: alpha = (1/sqrt(var+eps))*weight,
+ * beta = fmaf(-mean, alpha, bias). */
+void nn_bn_fold(int c, const float *weight, const float *bias, const float *mean, const float *var,
+                float eps, float *alpha, float *beta);
+/* x = fmaf(x, alpha[c], beta[c]) over (c, plane) data, optional ReLU. */
+void nn_bn_apply(float *x, int c, size_t plane, const float *alpha, const float *beta, int relu);
+void nn_relu(float *x, size_t n);
+
+#endif

@@ -1,0 +1,247 @@
+/* Per-image evaluation with an interval table (SPEC §2.2, the original's
+ * --flag 1): base allocation from the table's column means, priority order,
+ * top-up, R' online greedy steps, final quantization and output MSE. */
+#include "quant/quant_internal.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct prio_item {
+    double p;
+    int c;
+} prio_item;
+
+/* Descending P, ties by ascending channel: the same order as a stable sort. */
+static int prio_cmp(const void *a, const void *b)
+{
+    const prio_item *x = a, *y = b;
+    if (x->p > y->p) return -1;
+    if (x->p < y->p) return 1;
+    return (x->c > y->c) - (x->c < y->c);
+}
+
+void cwba_priority(const float *x, int C, int HW, double alpha, double beta, double *P, int *order)
+{
+    if (C < 1) return;
+    double *m = malloc((size_t)C * sizeof *m);
+    double *s = malloc((size_t)C * sizeof *s);
+    prio_item *it = malloc((size_t)C * sizeof *it);
+    if (!m || !s || !it) {
+        /* Without memory no ranking can be made: keep channel order and report
+         * equal priority, which every caller handles as "no preference". */
+        for (int c = 0; c < C; c++) {
+            if (P) P[c] = 1.0 / C;
+            if (order) order[c] = c;
+        }
+        free(m);
+        free(s);
+        free(it);
+        return;
+    }
+    double msum = 0.0, ssum = 0.0;
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * (size_t)HW; /* (HW) */
+        double acc = 0.0;
+        for (int i = 0; i < HW; i++) acc += xc[i];
+        double mean = acc / HW;
+        double sq = 0.0;
+        for (int i = 0; i < HW; i++) {
+            double d = xc[i] - mean;
+            sq += d * d;
+        }
+        /* Unbiased std; a single value has no spread (torch would say NaN). */
+        s[c] = HW > 1 ? sqrt(sq / (HW - 1)) : 0.0;
+        m[c] = mean;
+        msum += mean;
+        ssum += s[c];
+    }
+    /* exp(-s_c/S) is normalised, so its scale only matters through S. */
+    double wsum = 0.0;
+    for (int c = 0; c < C; c++) {
+        /* S == 0 (no channel varies): s_c/S := 0, every weight exp(0) = 1. */
+        double w = ssum > 0.0 ? exp(-s[c] / ssum) : 1.0;
+        s[c] = w;
+        wsum += w;
+    }
+    for (int c = 0; c < C; c++) {
+        /* Sum of means 0 (an all-zero feature): the mean term cannot rank the
+         * channels, so it contributes the same 1/C to each. */
+        double pm = msum != 0.0 ? m[c] / msum : 1.0 / C;
+        double p = alpha * pm + beta * (s[c] / wsum);
+        if (P) P[c] = p;
+        it[c].p = p;
+        it[c].c = c;
+    }
+    qsort(it, (size_t)C, sizeof *it, prio_cmp);
+    if (order)
+        for (int c = 0; c < C; c++) order[c] = it[c].c;
+    free(m);
+    free(s);
+    free(it);
+}
+
+/* 1 if every weight is a whole number below 2^53 and their sum times T fits
+ * in 64 bits: then floor(w_c / sum * T) = floor(w_c * T / sum) exactly. */
+static int weights_exact(const double *w, int C, long T, uint64_t *total)
+{
+    uint64_t sum = 0;
+    for (int c = 0; c < C; c++) {
+        if (!(w[c] >= 0.0 && w[c] < 9007199254740992.0) || floor(w[c]) != w[c]) return 0;
+        sum += (uint64_t)w[c];
+        if (sum > (UINT64_MAX >> 1)) return 0;
+    }
+    if (sum == 0 || T <= 0 || sum > UINT64_MAX / (uint64_t)T) return 0;
+    *total = sum;
+    return 1;
+}
+
+long cwba_base_allocation(const double *avg, int C, int bits, const int *order, int *n)
+{
+    const long T = cwba_budget(bits, C);
+    uint64_t isum = 0;
+    int exact = weights_exact(avg, C, T, &isum);
+    double sum = 0.0;
+    for (int c = 0; c < C; c++) sum += avg[c];
+    long total = 0;
+    for (int c = 0; c < C; c++) {
+        /* The share avg_c / sum * T is often a whole number (a column whose
+         * mean is 6 in a table whose means sum to 56 at T = 56), and its
+         * floor must not depend on rounding: in float32, or in double with
+         * another summation order, 6 can come out as 5.9999999 and floor to
+         * 5 (the original's results say 6). So whole-number weights (the
+         * table's column sums) are divided exactly in integers. */
+        double v;
+        if (exact)
+            v = (double)((uint64_t)avg[c] * (uint64_t)T / isum);
+        else
+            v = sum > 0.0 ? floor(avg[c] / sum * (double)T) : 0.0;
+        long k = v >= 1.0 ? (v < (double)T ? (long)v : T) : 1;
+        n[c] = (int)k;
+        total += k;
+    }
+    /* max(1, .) can overshoot T: take one interval at a time from the lowest
+     * priority channel that has more than one, walking up the order and
+     * wrapping round (the mirror image of the top-up). T >= 3C guarantees a
+     * channel with n_c > 1 exists whenever total > T. */
+    int idle = 0; /* visits without a decrement; C in a row means all are 1 */
+    for (int i = C - 1; total > T && idle < C; i = i > 0 ? i - 1 : C - 1) {
+        int c = order[i];
+        if (n[c] > 1) {
+            n[c]--;
+            total--;
+            idle = 0;
+        } else {
+            idle++;
+        }
+    }
+    return T - total;
+}
+
+void cwba_topup(int *n, int C, const int *order, long count)
+{
+    if (C < 1 || count <= 0) return;
+    /* Whole rounds first, so a huge count costs O(C). */
+    long rounds = count / C, rest = count % C;
+    for (int c = 0; c < C; c++) n[c] += (int)rounds;
+    for (long i = 0; i < rest; i++) n[order[i]]++;
+}
+
+cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
+                                const cwba_table *table, const cwba_eval_params *p, const float *x,
+                                const float *y0, int *n_out, float *xhat, double *mse,
+                                cwba_alloc_stats *stats, cwba_error *err)
+{
+    size_t count;
+    cwba_status st = cwba__backend_check(be, &count, err);
+    if (st != CWBA_OK) return st;
+    if (!table || !p || !x)
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: missing table, parameters or feature");
+    if (p->quant != CWBA_QUANT_UNIFORM && p->quant != CWBA_QUANT_LOG)
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: quantizer %s has no channel allocation",
+                         cwba_quant_name(p->quant));
+    if (p->bits < CWBA_BITS_MIN || p->bits > CWBA_BITS_MAX)
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: bits %d outside %d..%d", p->bits,
+                         CWBA_BITS_MIN, CWBA_BITS_MAX);
+    if (p->reserve < 0)
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: negative reserve %d", p->reserve);
+    if (!isfinite(p->alpha) || !isfinite(p->beta))
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: alpha and beta must be finite");
+    if (table->C != be->C || table->rows < 1 || !table->data)
+        return cwba_fail(err, CWBA_E_SHAPE,
+                         "evaluate: interval table has %d columns and %d rows, need %d columns and "
+                         ">= 1 row",
+                         table->C, table->rows, be->C);
+    if (pc && !cwba__probe_cache_matches(pc, be, p->quant, x))
+        return cwba_fail(err, CWBA_E_ARG,
+                         "evaluate: probe cache was made for another feature, shape or quantizer");
+    cwba_qparams qp;
+    st = cwba__qparams_from_feature(p->quant, x, count, &qp, err);
+    if (st != CWBA_OK) return st;
+
+    const int C = be->C, HW = be->H * be->W, K = be->K;
+    int *n = malloc((size_t)C * sizeof *n);
+    int *order = calloc((size_t)C, sizeof *order);
+    double *avg = calloc((size_t)C, sizeof *avg);
+    float *xq = xhat ? NULL : malloc(count * sizeof *xq);
+    float *y = malloc((size_t)K * sizeof *y);
+    float *y0buf = malloc((size_t)K * sizeof *y0buf);
+    float *lut = malloc((size_t)HW * sizeof *lut);
+    cwba_probe_cache *own = NULL;
+    if (!n || !order || !avg || (!xhat && !xq) || !y || !y0buf || !lut) {
+        st = cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+        goto done;
+    }
+    float *out = xhat ? xhat : xq; /* (C, H, W) */
+
+    cwba_priority(x, C, HW, p->alpha, p->beta, NULL, order);
+    /* Column sums, not means: the same shares (the scale cancels), and whole
+     * numbers, so cwba_base_allocation floors them exactly. */
+    for (int c = 0; c < C; c++) {
+        double sc = 0.0;
+        for (int r = 0; r < table->rows; r++) sc += table->data[(size_t)r * (size_t)C + (size_t)c];
+        avg[c] = sc;
+    }
+    long L = cwba_base_allocation(avg, C, p->bits, order, n);
+    long R = p->reserve < L ? p->reserve : L;
+    cwba_topup(n, C, order, L - R);
+
+    if (R > 0) {
+        if (!pc) {
+            st = cwba_probe_cache_create(be, p->quant, x, y0, &own, err);
+            if (st != CWBA_OK) goto done;
+            pc = own;
+        }
+        st = cwba__greedy_run(pc, n, R, R, stats, err);
+        if (st != CWBA_OK) goto done;
+    }
+
+    if (!y0 && pc) {
+        st = cwba__probe_cache_y0(pc, &y0, stats, err);
+        if (st != CWBA_OK) goto done;
+    } else if (!y0) {
+        st = cwba__backend_run(be, x, 1, y0buf, stats, err);
+        if (st != CWBA_OK) goto done;
+        y0 = y0buf;
+    }
+    for (int c = 0; c < C; c++) {
+        size_t off = (size_t)c * (size_t)HW;
+        cwba__quant_channel(&qp, x + off, HW, n[c], out + off, NULL, lut);
+    }
+    st = cwba__backend_run(be, out, 1, y, stats, err);
+    if (st != CWBA_OK) goto done;
+    if (mse) *mse = cwba_mse(y, y0, (size_t)K);
+    if (n_out) memcpy(n_out, n, (size_t)C * sizeof *n);
+
+done:
+    cwba_probe_cache_free(own);
+    free(n);
+    free(order);
+    free(avg);
+    free(xq);
+    free(y);
+    free(y0buf);
+    free(lut);
+    return st;
+}

@@ -1,0 +1,65 @@
+/* Internal helpers shared by the files of src/quant (not part of the API). */
+#ifndef CWBA_QUANT_INTERNAL_H
+#define CWBA_QUANT_INTERNAL_H
+
+#include "cwba/quant.h"
+
+/* Largest number of probe errors computed ahead for one channel in one
+ * back-end call (the speculation window grows 1, 2, 4, ... up to this). The
+ * speculative passes that are never used are at most CWBA_SPEC_MAX - 1 per
+ * channel and per greedy run; tests assert that bound. */
+#define CWBA_SPEC_MAX 16
+
+/* A batch buffer larger than this many bytes is cut down (the callback may
+ * accept a huge max_batch; the result does not depend on the batch size). */
+#define CWBA_BATCH_BYTES_MAX ((size_t)64 << 20)
+
+/* Everything one quantizer needs for one image: the global range and the
+ * derived constants, computed once in the SPEC's float32 order. */
+typedef struct cwba_qparams {
+    cwba_quant q;   /* uniform or log */
+    float mn, mx;
+    float range;    /* mx - mn (float32), 0 means pass-through */
+    float logm;     /* ln(range + 1), log quantizer only */
+} cwba_qparams;
+
+/* Fills qp from the feature (C*HW values). Fails on a non-finite value or a
+ * range that overflows float32, naming `what`. */
+cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t count,
+                                       cwba_qparams *qp, cwba_error *err);
+
+/* Quantizes one channel x[HW] with n >= 1 intervals into out[HW] (and codes,
+ * may be NULL). lut is scratch of at least HW floats or NULL; with it, values
+ * are dequantized through a table of the n+1 levels when n+1 <= HW. Bit-exact
+ * with cwba_quant_code_ref / cwba_quant_dequant_ref. */
+void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
+                         uint32_t *codes, float *lut);
+
+/* Checks the back-end description (sizes, overflow, callback). On success
+ * *feat_count = C*H*W. */
+cwba_status cwba__backend_check(const cwba_backend *be, size_t *feat_count, cwba_error *err);
+
+/* Runs the back end on `batch` features and rejects non-finite logits. */
+cwba_status cwba__backend_run(const cwba_backend *be, const float *feat, int batch, float *logits,
+                              cwba_alloc_stats *stats, cwba_error *err);
+
+/* Probe error of one logit vector against y0: mean of squared float32
+ * differences, accumulated in double and rounded to float (see
+ * docs/algorithm.md, "float precision"). */
+float cwba__probe_error(const float *y, const float *y0, int K);
+
+/* Greedy steps with a speculation horizon: `horizon` >= steps is the number of
+ * greedy steps the caller will still run in total on this cache (including
+ * these), which bounds how far ahead a channel's errors are computed. */
+cwba_status cwba__greedy_run(cwba_probe_cache *pc, int *n, long steps, long horizon,
+                             cwba_alloc_stats *stats, cwba_error *err);
+
+/* The y0 the cache uses (computed on first need, one counted pass). */
+cwba_status cwba__probe_cache_y0(cwba_probe_cache *pc, const float **y0, cwba_alloc_stats *stats,
+                                 cwba_error *err);
+
+/* 1 if pc was made for this back end shape, quantizer and feature. */
+int cwba__probe_cache_matches(const cwba_probe_cache *pc, const cwba_backend *be, cwba_quant q,
+                              const float *x);
+
+#endif

@@ -1,0 +1,234 @@
+/* Quantizers of SPEC §2.1 on hand-computed values, and the per-feature fast
+ * path checked bit for bit against the scalar reference. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cwba/quant.h"
+
+static uint32_t rng_state = 12345u;
+static float frand(void) /* [0, 1) */
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)(rng_state >> 8) / 16777216.0f;
+}
+
+static void test_parse_and_budget(void **state)
+{
+    (void)state;
+    cwba_quant q;
+    cwba_error err;
+    assert_int_equal(cwba_quant_parse("uniform", &q, &err), CWBA_OK);
+    assert_int_equal(q, CWBA_QUANT_UNIFORM);
+    assert_int_equal(cwba_quant_parse("interval", &q, &err), CWBA_OK);
+    assert_int_equal(q, CWBA_QUANT_UNIFORM);
+    assert_int_equal(cwba_quant_parse("log", &q, &err), CWBA_OK);
+    assert_int_equal(q, CWBA_QUANT_LOG);
+    assert_int_equal(cwba_quant_parse("dorefa", &q, &err), CWBA_OK);
+    assert_int_equal(q, CWBA_QUANT_DOREFA);
+    assert_int_equal(cwba_quant_parse("unniform", &q, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "unniform"));
+    assert_string_equal(cwba_quant_name(CWBA_QUANT_LOG), "log");
+    assert_int_equal(cwba_budget(2, 8), 24);
+    assert_int_equal(cwba_budget(7, 256), 127 * 256);
+    float x[] = {3.0f, -2.0f, 7.5f, 0.0f}, mn, mx;
+    cwba_feature_range(x, 4, &mn, &mx);
+    assert_true(mn == -2.0f && mx == 7.5f);
+    float a[] = {1, 2, 3}, b[] = {1, 4, 0};
+    assert_true(fabs(cwba_mse(a, b, 3) - (0 + 4 + 9) / 3.0) < 1e-15);
+}
+
+/* Uniform on [0, 4] with 4 intervals: every x.5 is an exact tie in float32. */
+static void test_uniform_ties_to_even(void **state)
+{
+    (void)state;
+    const cwba_quant U = CWBA_QUANT_UNIFORM;
+    assert_int_equal(cwba_quant_code_ref(U, 0.0f, 0.0f, 4.0f, 4), 0);
+    assert_int_equal(cwba_quant_code_ref(U, 4.0f, 0.0f, 4.0f, 4), 4);
+    assert_int_equal(cwba_quant_code_ref(U, 0.5f, 0.0f, 4.0f, 4), 0); /* roundf would say 1 */
+    assert_int_equal(cwba_quant_code_ref(U, 1.5f, 0.0f, 4.0f, 4), 2);
+    assert_int_equal(cwba_quant_code_ref(U, 2.5f, 0.0f, 4.0f, 4), 2); /* roundf would say 3 */
+    assert_int_equal(cwba_quant_code_ref(U, 3.5f, 0.0f, 4.0f, 4), 4);
+    assert_int_equal(cwba_quant_code_ref(U, 2.6f, 0.0f, 4.0f, 4), 3);
+    /* [-1, 1], 2 intervals: levels -1, 0, 1; -0.5 and 0.5 are ties. */
+    assert_int_equal(cwba_quant_code_ref(U, -0.5f, -1.0f, 1.0f, 2), 0);
+    assert_int_equal(cwba_quant_code_ref(U, 0.5f, -1.0f, 1.0f, 2), 2);
+    assert_true(cwba_quant_dequant_ref(U, 0, -1.0f, 1.0f, 2) == -1.0f);
+    assert_true(cwba_quant_dequant_ref(U, 1, -1.0f, 1.0f, 2) == 0.0f);
+    assert_true(cwba_quant_dequant_ref(U, 2, -1.0f, 1.0f, 2) == 1.0f);
+    assert_true(cwba_quant_dequant_ref(U, 3, 0.0f, 4.0f, 4) == 3.0f);
+    /* n = 1: the midpoint ties to code 0. */
+    assert_int_equal(cwba_quant_code_ref(U, 2.0f, 0.0f, 4.0f, 1), 0);
+    assert_int_equal(cwba_quant_code_ref(U, 2.0001f, 0.0f, 4.0f, 1), 1);
+    /* Out of range inputs are clamped to 0..n. */
+    assert_int_equal(cwba_quant_code_ref(U, -3.0f, 0.0f, 4.0f, 4), 0);
+    assert_int_equal(cwba_quant_code_ref(U, 9.0f, 0.0f, 4.0f, 4), 4);
+    /* The SPEC's order: ((x - mn) / (mx - mn)) * n. With x = 0.1, range 0.3,
+     * n = 3 the quotient rounds to 0.33333334f and the product to 1.0f. */
+    float t = (0.1f - 0.0f) / 0.3f * 3.0f;
+    assert_int_equal(cwba_quant_code_ref(U, 0.1f, 0.0f, 0.3f, 3), (uint32_t)rintf(t));
+}
+
+static void test_pass_through(void **state)
+{
+    (void)state;
+    for (int q = CWBA_QUANT_UNIFORM; q <= CWBA_QUANT_LOG; q++) {
+        assert_int_equal(cwba_quant_code_ref((cwba_quant)q, 2.5f, 2.5f, 2.5f, 7), 0);
+        assert_true(cwba_quant_dequant_ref((cwba_quant)q, 0, 2.5f, 2.5f, 7) == 2.5f);
+        float x[6] = {1.25f, 1.25f, 1.25f, 1.25f, 1.25f, 1.25f}, xh[6];
+        uint32_t codes[6];
+        int n[2] = {1, 3};
+        cwba_error err;
+        assert_int_equal(cwba_quantize_feature((cwba_quant)q, x, 2, 3, n, xh, codes, &err), CWBA_OK);
+        assert_memory_equal(x, xh, sizeof x);
+        for (int i = 0; i < 6; i++) assert_int_equal(codes[i], 0);
+    }
+}
+
+static void test_log(void **state)
+{
+    (void)state;
+    const cwba_quant L = CWBA_QUANT_LOG;
+    /* Range e-1: M = ln(e) = 1, so q = round(ln(x+1) * n). */
+    const float mx = expf(1.0f) - 1.0f;
+    assert_int_equal(cwba_quant_code_ref(L, 0.0f, 0.0f, mx, 2), 0);
+    assert_int_equal(cwba_quant_code_ref(L, mx, 0.0f, mx, 2), 2);
+    assert_int_equal(cwba_quant_code_ref(L, expf(0.5f) - 1.0f, 0.0f, mx, 2), 1);
+    assert_int_equal(cwba_quant_code_ref(L, expf(0.2f) - 1.0f, 0.0f, mx, 2), 0);
+    assert_int_equal(cwba_quant_code_ref(L, expf(0.3f) - 1.0f, 0.0f, mx, 2), 1);
+    assert_true(fabsf(cwba_quant_dequant_ref(L, 1, 0.0f, mx, 2) - (expf(0.5f) - 1.0f)) < 1e-6f);
+    assert_true(fabsf(cwba_quant_dequant_ref(L, 2, 0.0f, mx, 2) - mx) < 1e-6f);
+    /* Shifted range: codes depend on x - mn only. */
+    assert_int_equal(cwba_quant_code_ref(L, -3.0f + expf(0.5f) - 1.0f, -3.0f, -3.0f + mx, 2), 1);
+    /* The deliberate fix: with ln in the numerator the top code is n for any
+     * range (log2 there, as in the original, would give round(1.44 n)). */
+    for (int i = 0; i < 2000; i++) {
+        float mn = (frand() - 0.5f) * 20.0f;
+        float range = frand() * powf(10.0f, (float)(i % 7) - 3.0f) + 1e-3f;
+        int n = 1 + (int)(frand() * 900.0f);
+        float top = mn + range;
+        assert_int_equal(cwba_quant_code_ref(L, top, mn, top, n), (uint32_t)n);
+        assert_int_equal(cwba_quant_code_ref(L, mn, mn, top, n), 0);
+        float x = mn + frand() * (top - mn);
+        uint32_t c = cwba_quant_code_ref(L, x, mn, top, n);
+        assert_true(c <= (uint32_t)n);
+        /* The unclamped value stays within 0..n too. */
+        float raw = rintf(logf(x - mn + 1.0f) / logf(top - mn + 1.0f) * (float)n);
+        assert_true(raw >= 0.0f && raw <= (float)n);
+        assert_true((uint32_t)raw == c);
+    }
+}
+
+static void test_dorefa(void **state)
+{
+    (void)state;
+    float x[] = {-1.0f, 0.0f, 0.5f, 0.1f, 0.9f, 5.0f, 0.3f};
+    float xh[7];
+    /* 2 bits: 3 levels above 0; clamp to [0, 0.9] then round(v * 3) / 3. */
+    cwba_dorefa(x, 7, 2, 0.9f, xh);
+    assert_true(xh[0] == 0.0f);                 /* clamped below */
+    assert_true(xh[1] == 0.0f);
+    assert_true(xh[2] == 2.0f / 3.0f);          /* 1.5 ties to 2 */
+    assert_true(xh[3] == 0.0f);                 /* 0.3 -> 0 */
+    assert_true(xh[4] == 1.0f);                 /* 2.7 -> 3 */
+    assert_true(xh[5] == 1.0f);                 /* clamped to 0.9 above */
+    assert_true(xh[6] == 1.0f / 3.0f);          /* 0.9 -> 1 */
+    /* 1 bit, clip 1: 0.5 ties to 0. */
+    cwba_dorefa(x, 7, 1, 1.0f, xh);
+    assert_true(xh[2] == 0.0f);
+    assert_true(xh[5] == 1.0f);
+    /* The fast loop equals the scalar reference. */
+    for (int bits = 1; bits <= 8; bits++) {
+        float clip = 0.25f + 0.1f * (float)bits;
+        int n = (1 << bits) - 1;
+        for (int i = 0; i < 500; i++) {
+            float v = (frand() - 0.2f) * 2.0f, o;
+            cwba_dorefa(&v, 1, bits, clip, &o);
+            uint32_t code = cwba_quant_code_ref(CWBA_QUANT_DOREFA, v, 0.0f, clip, n);
+            assert_true(o == cwba_quant_dequant_ref(CWBA_QUANT_DOREFA, code, 0.0f, clip, n));
+        }
+    }
+}
+
+/* cwba_quantize_feature (hoisted constants, level tables) equals the scalar
+ * reference bit for bit, for both table and direct paths. */
+static void test_fast_matches_ref(void **state)
+{
+    (void)state;
+    const int shapes[][2] = {{5, 7}, {3, 64}, {16, 1}, {2, 200}};
+    for (int s = 0; s < 4; s++) {
+        int C = shapes[s][0], HW = shapes[s][1];
+        float *x = malloc((size_t)C * HW * sizeof *x), *xh = malloc((size_t)C * HW * sizeof *xh);
+        uint32_t *codes = malloc((size_t)C * HW * sizeof *codes);
+        int *n = malloc((size_t)C * sizeof *n);
+        assert_true(x && xh && codes && n);
+        for (int trial = 0; trial < 30; trial++) {
+            float scale = powf(10.0f, (float)(trial % 5) - 2.0f);
+            for (int i = 0; i < C * HW; i++) {
+                float v = (frand() - 0.3f) * scale;
+                x[i] = (trial % 2 && v < 0.0f) ? 0.0f : v; /* ReLU-like half the time */
+            }
+            for (int c = 0; c < C; c++) n[c] = 1 + (int)(frand() * (trial % 3 ? 20.0f : 500.0f));
+            float mn, mx;
+            cwba_feature_range(x, (size_t)C * HW, &mn, &mx);
+            for (int q = CWBA_QUANT_UNIFORM; q <= CWBA_QUANT_LOG; q++) {
+                cwba_error err;
+                assert_int_equal(cwba_quantize_feature((cwba_quant)q, x, C, HW, n, xh, codes, &err),
+                                 CWBA_OK);
+                for (int c = 0; c < C; c++)
+                    for (int i = 0; i < HW; i++) {
+                        int k = c * HW + i;
+                        uint32_t rc = cwba_quant_code_ref((cwba_quant)q, x[k], mn, mx, n[c]);
+                        float rv = cwba_quant_dequant_ref((cwba_quant)q, rc, mn, mx, n[c]);
+                        if (codes[k] != rc || memcmp(&xh[k], &rv, sizeof rv) != 0)
+                            fail_msg("%s C=%d HW=%d c=%d i=%d n=%d: fast %u/%.9g, ref %u/%.9g",
+                                     cwba_quant_name((cwba_quant)q), C, HW, c, i, n[c], codes[k],
+                                     (double)xh[k], rc, (double)rv);
+                        assert_true(rc <= (uint32_t)n[c]);
+                    }
+                /* codes may be NULL */
+                assert_int_equal(cwba_quantize_feature((cwba_quant)q, x, C, HW, n, xh, NULL, &err),
+                                 CWBA_OK);
+            }
+        }
+        free(x);
+        free(xh);
+        free(codes);
+        free(n);
+    }
+}
+
+static void test_feature_errors(void **state)
+{
+    (void)state;
+    float x[4] = {0, 1, 2, 3}, xh[4];
+    int n[2] = {2, 0};
+    cwba_error err;
+    assert_int_equal(cwba_quantize_feature(CWBA_QUANT_UNIFORM, x, 2, 2, n, xh, NULL, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "channel 1"));
+    n[1] = 3;
+    assert_int_equal(cwba_quantize_feature(CWBA_QUANT_DOREFA, x, 2, 2, n, xh, NULL, &err), CWBA_E_ARG);
+    x[2] = NAN;
+    assert_int_equal(cwba_quantize_feature(CWBA_QUANT_UNIFORM, x, 2, 2, n, xh, NULL, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "not finite"));
+    x[2] = 3e38f;
+    x[0] = -3e38f;
+    assert_int_equal(cwba_quantize_feature(CWBA_QUANT_UNIFORM, x, 2, 2, n, xh, NULL, &err), CWBA_E_ARG);
+    assert_int_equal(cwba_quantize_feature(CWBA_QUANT_UNIFORM, x, 0, 2, n, xh, NULL, &err), CWBA_E_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_and_budget),
+        cmocka_unit_test(test_uniform_ties_to_even),
+        cmocka_unit_test(test_pass_through),
+        cmocka_unit_test(test_log),
+        cmocka_unit_test(test_dorefa),
+        cmocka_unit_test(test_fast_matches_ref),
+        cmocka_unit_test(test_feature_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
