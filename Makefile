@@ -47,5 +47,10 @@ test-fast: build
 demo: build
 	./$(BUILD)/cwba reproduce
 
+# Performance figures of docs/performance.md: cwba vs PyTorch and ONNX Runtime
+# in one run (takes tens of minutes; see bench/run.sh).
+bench: deps
+	BUILD=$(BUILD) bench/run.sh
+
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

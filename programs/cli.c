@@ -262,9 +262,20 @@ int cli_data_open(const cli_opts *o, const cli_model *cm, cli_data *cd)
     cwba_error err;
     cwba_error_clear(&err);
     const char *spec = cli_has(o, "data") ? cli_get(o, "data") : "fmnist";
-    cwba_preprocess pp = cwba_preprocess_fmnist();
-    pp.size = cwba_model_input_size(cm->model);
-    if (cwba_dataset_open(spec, &pp, &cd->ds, &err)) return cli_fail_status(&err);
+    int size = cwba_model_input_size(cm->model);
+    cwba_preprocess pp;
+    if (!strncmp(spec, "imagenet:", 9) || !strncmp(spec, "folder:", 7)) {
+        /* torchvision's evaluation transform, scaled to the model's input:
+         * Resize(256) + CenterCrop(224) at 224. */
+        pp = cwba_preprocess_imagenet();
+        pp.resize = (int)((long)size * 256 / 224);
+        pp.size = size;
+    } else {
+        pp = cwba_preprocess_fmnist();
+        pp.size = size;
+    }
+    cwba_dataset_options dopt = {0, cli_has(o, "skip-unreadable")};
+    if (cwba_dataset_open_ex(spec, &pp, &dopt, &cd->ds, &err)) return cli_fail_status(&err);
     int total = cwba_dataset_count(cd->ds);
     long offset, limit, every;
     if (!cli_get_int(o, "offset", 0, 0, 1L << 30, &offset) ||
@@ -283,6 +294,21 @@ int cli_data_open(const cli_opts *o, const cli_model *cm, cli_data *cd)
     cd->every = (int)every;
     cd->count = (int)((limit > 0 && limit < avail) ? limit : avail);
     return 0;
+}
+
+int cli_data_get(const cli_data *cd, int i, float *out, int *label, int *skipped, cwba_error *err)
+{
+    int sk = 0;
+    cwba_status st = cwba_dataset_get_or_skip(cd->ds, cli_data_index(cd, i), out, label, &sk, err);
+    if (skipped) *skipped = sk;
+    if (st) return cli_fail_status(err);
+    return 0;
+}
+
+void cli_data_report_skipped(const cli_data *cd)
+{
+    int n = cwba_dataset_skipped(cd->ds);
+    if (n > 0) fprintf(stderr, "cwba: skipped %d unreadable image%s\n", n, n == 1 ? "" : "s");
 }
 
 void cli_data_close(cli_data *cd)

@@ -69,6 +69,11 @@ int cli_data_open(const cli_opts *o, const cli_model *cm, cli_data *cd);
 void cli_data_close(cli_data *cd);
 /* Index into the dataset of the i-th selected image. */
 int cli_data_index(const cli_data *cd, int i);
+/* Reads the i-th selected image; with --skip-unreadable an unreadable image
+ * sets *skipped and returns 0. Prints and returns 1 on error. */
+int cli_data_get(const cli_data *cd, int i, float *out, int *label, int *skipped, cwba_error *err);
+/* "skipped N unreadable images" on stderr when N > 0. */
+void cli_data_report_skipped(const cli_data *cd);
 
 /* ---- the back end of a split as an allocation callback */
 typedef struct cli_backend_ctx {

@@ -9,10 +9,11 @@ static const cli_optdef defs[] = {
     {"model", 1, "alexnet | vgg16 | resnet18"},
     {"weights", 1, "weights file (default: the reference model in models/)"},
     {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
-    {"data", 1, "dataset: fmnist[:DIR[:train|:test]] (default: fmnist test set)"},
+    {"data", 1, "fmnist[:DIR[:train|:test]] | imagenet:DIR[:LABELS] | folder:DIR (default: fmnist test)"},
     {"limit", 1, "use at most N images"},
     {"offset", 1, "skip the first K images"},
-    {"every", 1, "take every K-th image"},
+    {"every", 1, "take every K-th image (the original's protocol: --every 50 on ImageNet val)"},
+    {"skip-unreadable", 0, "skip images that cannot be decoded (counted at the end)"},
     {"batch", 1, "images per forward pass (default 32)"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},
     {"save-logits", 1, "write logits (N, classes) as float32 .npy"},
@@ -94,30 +95,38 @@ int cmd_infer(int argc, char **argv)
     double t0 = cwba_now();
     long correct = 0;
     int labelled = cwba_dataset_has_labels(cd.ds);
-    for (int i = 0; i < N; i += (int)batch) {
-        int nb = (N - i) < batch ? (N - i) : (int)batch;
-        for (int j = 0; j < nb; j++)
-            if (cwba_dataset_get(cd.ds, cli_data_index(&cd, i + j), in + img * (size_t)j,
-                                 &labels[i + j], &err)) {
-                rc = cli_fail_status(&err);
+    int used = 0; /* images actually run (unreadable ones may be skipped) */
+    for (int i = 0; i < N;) {
+        int nb = 0;
+        while (nb < batch && i < N) {
+            int skipped = 0;
+            if (cli_data_get(&cd, i, in + img * (size_t)nb, &labels[used + nb], &skipped, &err)) {
+                rc = 1;
                 goto out;
             }
+            i++;
+            if (!skipped) nb++;
+        }
+        if (nb == 0) break;
         if (split >= 0) {
-            float *f = feats + feat * (size_t)i;
+            float *f = feats + feat * (size_t)used;
             if (cwba_model_forward_front(cm.model, split, in, nb, f, &err) ||
-                cwba_model_forward_back(cm.model, split, f, nb, logits + (size_t)K * i, &err)) {
+                cwba_model_forward_back(cm.model, split, f, nb, logits + (size_t)K * used, &err)) {
                 rc = cli_fail_status(&err);
                 goto out;
             }
-        } else if (cwba_model_forward(cm.model, in, nb, logits + (size_t)K * i, &err)) {
+        } else if (cwba_model_forward(cm.model, in, nb, logits + (size_t)K * used, &err)) {
             rc = cli_fail_status(&err);
             goto out;
         }
         for (int j = 0; j < nb; j++)
-            if (labelled && argmax(logits + (size_t)K * (i + j), K) == labels[i + j]) correct++;
-        cli_progress_update(&pr, i + nb, N);
+            if (labelled && argmax(logits + (size_t)K * (used + j), K) == labels[used + j]) correct++;
+        used += nb;
+        cli_progress_update(&pr, i, N);
     }
     cli_progress_end(&pr);
+    cli_data_report_skipped(&cd);
+    N = used;
     double secs = (cwba_now() - t0) / (N > 0 ? N : 1);
     if (cli_has(&o, "save-logits")) {
         int64_t shape[2] = {N, K};

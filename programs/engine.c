@@ -103,8 +103,19 @@ int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
     cwba_alloc_stats stats = {0, 0, 0};
     double t0 = cwba_now();
     for (int i = done; i < cd->count; i++) {
-        if (cwba_dataset_get(cd->ds, cli_data_index(cd, i), in, NULL, &err) ||
-            cwba_model_forward_front(m, split, in, 1, x, &err) ||
+        int skipped = 0;
+        if (cli_data_get(cd, i, in, NULL, &skipped, &err)) {
+            rc = 1;
+            break;
+        }
+        if (skipped) {
+            /* keep one row per selected image so that resuming stays aligned */
+            cli_error("calibrate: image %d is unreadable; calibration cannot skip images (%s)",
+                      cli_data_index(cd, i), err.msg);
+            rc = 1;
+            break;
+        }
+        if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
             cwba_calibrate_image(&be, q, x, NULL, rows, &stats, &err)) {
             rc = cli_fail_status(&err);
             break;
@@ -194,8 +205,13 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
     for (int i = 0; i < cd->count && !rc; i++) {
         int label = -1;
         double t_y0 = cwba_now();
-        if (cwba_dataset_get(cd->ds, cli_data_index(cd, i), in, &label, &err) ||
-            cwba_model_forward_front(m, split, in, 1, x, &err)) {
+        int skipped = 0;
+        if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
+            rc = 1;
+            break;
+        }
+        if (skipped) continue;
+        if (cwba_model_forward_front(m, split, in, 1, x, &err)) {
             rc = cli_fail_status(&err);
             break;
         }
@@ -293,6 +309,7 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
         cli_progress_update(&pr, i + 1, cd->count);
     }
     cli_progress_end(&pr);
+    cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;
     free(in), free(x), free(y0), free(xhat), free(logits), free(n), free(slot_time);
     return rc;

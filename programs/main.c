@@ -14,13 +14,14 @@ static void usage(FILE *f)
           "  evaluate     quantize features at a split and measure the cost (--flag 1)\n"
           "  reproduce    calibrate + evaluate every method; prints the original's table\n"
           "  main_model   the original release's command line (--flag 0|1 ...)\n"
+          "  fetch-weights alexnet|vgg16|resnet18: torchvision's ImageNet weights (libcurl)\n"
           "\n"
           "Defaults: the reference models in models/ (Fashion-MNIST, 64x64 input) and the\n"
           "Fashion-MNIST test set from /usr/share/datasets/fashion-mnist.\n",
           f);
 }
 
-int cmd_reproduce(int argc, char **argv);
+int cmd_fetch_weights(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -39,6 +40,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"layers", cmd_layers},     {"infer", cmd_infer},         {"calibrate", cmd_calibrate},
         {"evaluate", cmd_evaluate}, {"reproduce", cmd_reproduce}, {"main_model", cmd_main_model},
+        {"fetch-weights", cmd_fetch_weights},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(c, cmds[i].name)) return cmds[i].fn(argc - 2, argv + 2);

@@ -16,6 +16,8 @@
         -> one JSON line {"ok": true, "t": [seconds per rep]}
     bench_torch.py mem forward ARCH SIZE BATCH DIR | mem probe SIZE BATCH DIR
         peak resident memory of one pass in this fresh process
+    bench_torch.py flops           floating-point operations per sample of every
+        case (2 per multiply-add of the convolutions and linear layers)
 
 Weights: 64 px = models/<arch>_fmnist64 (10 classes); 224 = torchvision's
 random initialisation with 1000 classes (torch.manual_seed(0)); timing does
@@ -233,8 +235,46 @@ def mem(args):
                       "peak_reset": reset}))
 
 
+def count_flops(module, x):
+    """2 x multiply-adds of Conv2d and Linear layers for one forward of x,
+    divided by the batch."""
+    total = [0]
+
+    def conv_hook(m, _inp, out):
+        total[0] += 2 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear_hook(m, _inp, out):
+        total[0] += 2 * out.numel() * m.in_features
+
+    hs = []
+    for mod in module.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            hs.append(mod.register_forward_hook(conv_hook))
+        elif isinstance(mod, torch.nn.Linear):
+            hs.append(mod.register_forward_hook(linear_hook))
+    with torch.no_grad():
+        module(x)
+    for h in hs:
+        h.remove()
+    return total[0] // x.shape[0]
+
+
+def flops():
+    out = {}
+    for size in (64, 224):
+        for arch in ("alexnet", "vgg16", "resnet18"):
+            m = ref.build_model(arch, 10 if size == 64 else 1000).eval()
+            out["forward %s %d" % (arch, size)] = count_flops(m, torch.zeros(1, 3, size, size))
+            if arch == "resnet18":
+                out["probe %d" % size] = count_flops(resnet_back(m), torch.zeros(probe_shape(size, 1)))
+    print(json.dumps(out))
+
+
 def main():
     a = sys.argv[1:]
+    if a == ["flops"]:
+        flops()
+        return
     if len(a) == 2 and a[0] == "prepare":
         prepare(a[1])
     elif len(a) == 2 and a[0] == "serve":

@@ -45,12 +45,15 @@ typedef void (*kernel_fn)(int kc, const float *a, const float *b, float *c, size
  * (k, NN_NR) panel; results go to c[i*ldc + j] for i < rows, j < ncols. */
 typedef void (*narrow_fn)(int k, const float *a, const float *b, int ncols, float *c, size_t ldc,
                           int rows);
+/* The narrow kernel over npan consecutive panels of packed A holding mrows rows. */
+typedef void (*narrow_range_fn)(int k, const float *a, int npan, int mrows, const float *b,
+                                int ncols, float *c, size_t ldc);
 
 typedef struct isa {
     const char *name;
     int mr;
     kernel_fn kernel;
-    narrow_fn narrow;
+    narrow_range_fn narrow;
 } isa;
 
 /* ---- scalar (any CPU; fmaf is correctly rounded, so it matches the SIMD paths) */
@@ -171,10 +174,68 @@ __attribute__((target("avx512f"))) static void narrow_avx512(int k, const float 
 }
 #endif
 
-static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_scalar};
+#define NARROW_RANGE(name, fn, mr, attr)                                                        \
+    attr static void name(int k, const float *a, int npan, int mrows, const float *b, int ncols,  \
+                          float *c, size_t ldc)                                                   \
+    {                                                                                             \
+        for (int q = 0; q < npan; q++) {                                                          \
+            int rows = mrows - q * (mr) < (mr) ? mrows - q * (mr) : (mr);                         \
+            fn(k, a + (size_t)q * (mr) * k, b, ncols, c + (size_t)q * (mr) * ldc, ldc, rows);     \
+        }                                                                                         \
+    }
+NARROW_RANGE(narrow_range_scalar, narrow_scalar, MR_SCALAR, )
 #ifdef NN_X86
-static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_avx2};
-static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_avx512};
+NARROW_RANGE(narrow_range_avx2, narrow_avx2, MR_AVX2, __attribute__((target("avx2,fma"))))
+
+/* AVX-512: four panels at a time (16 independent chains, four columns each,
+ * columns beyond ncols are zero padding of b and are computed but dropped) so
+ * the FMA latency is hidden even for a single image. */
+__attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const float *a, int npan,
+                                                                    int mrows, const float *b,
+                                                                    int ncols, float *c, size_t ldc)
+{
+    const __mmask16 mask = (__mmask16)((1u << MR_AVX512) - 1);
+    const size_t as = (size_t)MR_AVX512 * k;
+    int q = 0;
+    for (; q + 4 <= npan; q += 4) {
+        __m512 acc[4][4];
+        for (int u = 0; u < 4; u++)
+            for (int j = 0; j < 4; j++) acc[u][j] = _mm512_setzero_ps();
+        const float *a0 = a + (size_t)q * as;
+        for (int p = 0; p < k; p++) {
+            const float *bp = b + (size_t)p * NN_NR;
+            __m512 b0 = _mm512_set1_ps(bp[0]), b1 = _mm512_set1_ps(bp[1]);
+            __m512 b2 = _mm512_set1_ps(bp[2]), b3 = _mm512_set1_ps(bp[3]);
+            for (int u = 0; u < 4; u++) {
+                __m512 av = _mm512_maskz_loadu_ps(mask, a0 + u * as + (size_t)p * MR_AVX512);
+                acc[u][0] = _mm512_fmadd_ps(av, b0, acc[u][0]);
+                acc[u][1] = _mm512_fmadd_ps(av, b1, acc[u][1]);
+                acc[u][2] = _mm512_fmadd_ps(av, b2, acc[u][2]);
+                acc[u][3] = _mm512_fmadd_ps(av, b3, acc[u][3]);
+            }
+        }
+        float tmp[16];
+        for (int u = 0; u < 4; u++) {
+            int row0 = (q + u) * MR_AVX512;
+            int rows = mrows - row0 < MR_AVX512 ? mrows - row0 : MR_AVX512;
+            for (int j = 0; j < ncols; j++) {
+                _mm512_storeu_ps(tmp, acc[u][j]);
+                for (int i = 0; i < rows; i++) c[(size_t)(row0 + i) * ldc + j] = tmp[i];
+            }
+        }
+    }
+    for (; q < npan; q++) {
+        int row0 = q * MR_AVX512;
+        int rows = mrows - row0 < MR_AVX512 ? mrows - row0 : MR_AVX512;
+        narrow_avx512(k, a + (size_t)q * as, b, ncols, c + (size_t)row0 * ldc, ldc, rows);
+    }
+}
+#endif
+
+static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar};
+#ifdef NN_X86
+static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_range_avx2};
+static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_range_avx512};
 #endif
 
 /* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
@@ -285,10 +346,10 @@ void nn_gemm_pack_a(int m, int k, const float *a, size_t lda, float *dst)
 
 size_t nn_gemm_scratch_size(int k)
 {
-    size_t per = (size_t)(k > 0 ? k : 1) * NN_NR;
-    size_t np = PACK_BUDGET / per;
-    if (np < 1) np = 1;
-    return np * per;
+    /* Main path: PACK_BUDGET floats of (KC, NN_NR) slices; narrow path: one
+     * whole (k, NN_NR) panel. */
+    size_t narrow = (size_t)(k > 0 ? k : 1) * NN_NR;
+    return narrow > PACK_BUDGET ? narrow : PACK_BUDGET;
 }
 
 static void epilogue(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, int c0, int c1)
@@ -334,32 +395,30 @@ static void run_task(void *vctx, int tid, int nt)
     }
     if (p0 >= p1 || m0 >= m1) return;
     float *buf = rc->scratch[tid];
-    const size_t panel_floats = (size_t)g->k * NN_NR;
-    int chunk = (int)(nn_gemm_scratch_size(g->k) / panel_floats);
     if (g->n <= NARROW_MAX) {
-        g->pack_b(g->pack_ctx, 0, 1, buf);
-        for (int mb = m0; mb < m1; mb++) {
-            int row0 = mb * MR;
-            int rows = g->m - row0 < MR ? g->m - row0 : MR;
-            rc->is->narrow(g->k, g->apack + (size_t)mb * MR * g->k, buf, g->n,
-                          g->c + (size_t)row0 * g->ldc, g->ldc, rows);
-        }
+        g->pack_b(g->pack_ctx, 0, 1, 0, g->k, buf);
         int r1 = m1 * MR < g->m ? m1 * MR : g->m;
+        rc->is->narrow(g->k, g->apack + (size_t)m0 * MR * g->k, m1 - m0, r1 - m0 * MR, buf, g->n,
+                       g->c + (size_t)m0 * MR * g->ldc, g->ldc);
         epilogue(&g->ep, g->c, g->ldc, m0 * MR, r1, 0, g->n);
         return;
     }
+    /* Loop order: a chunk of column panels, then k-blocks; per k-block the
+     * chunk's (KC, NN_NR) slices are packed (in L2) and every MR-row slice of
+     * A (in L1) sweeps over them, so A is read once per chunk. */
+    const int chunk = PACK_BUDGET / (KC * NN_NR);
     float tile[MR_MAX * NN_NR];
     for (int pc = p0; pc < p1; pc += chunk) {
         int npc = p1 - pc < chunk ? p1 - pc : chunk;
-        g->pack_b(g->pack_ctx, pc, npc, buf);
         for (int k0 = 0; k0 < g->k; k0 += KC) {
             int kc = g->k - k0 < KC ? g->k - k0 : KC;
+            g->pack_b(g->pack_ctx, pc, npc, k0, kc, buf);
             for (int mb = m0; mb < m1; mb++) {
                 const float *a = g->apack + (size_t)mb * MR * g->k + (size_t)k0 * MR;
                 int row0 = mb * MR;
                 int rows = g->m - row0 < MR ? g->m - row0 : MR;
                 for (int pi = 0; pi < npc; pi++) {
-                    const float *b = buf + (size_t)pi * panel_floats + (size_t)k0 * NN_NR;
+                    const float *b = buf + (size_t)pi * kc * NN_NR;
                     int col0 = (pc + pi) * NN_NR;
                     int cols = g->n - col0 < NN_NR ? g->n - col0 : NN_NR;
                     float *c = g->c + (size_t)row0 * g->ldc + col0;

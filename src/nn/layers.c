@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 
 int nn_out_side(int in, int k, int stride, int pad)
 {
@@ -13,58 +14,89 @@ int nn_out_side(int in, int k, int stride, int pad)
     return (int)(span / stride + 1);
 }
 
-void nn_pack_b_im2col(const void *vctx, int p0, int np, float *dst)
+/* A run of a panel's columns that lie on one output row of one image. */
+typedef struct im2col_seg {
+    int j, len;  /* columns j .. j+len-1 of the panel */
+    size_t base; /* offset of the image's plane */
+    int ih0;     /* input row for ki = 0 */
+    int iw0;     /* input column of the first output column for kj = 0 */
+} im2col_seg;
+
+void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *dst)
 {
     const nn_im2col_ctx *x = vctx;
     const nn_conv_geom *g = &x->g;
     const size_t plane = (size_t)g->h * g->w;
     const size_t chan = (size_t)x->batch * plane; /* stride between input channels */
-    const int ohw = g->oh * g->ow;
+    const int ohw = g->oh * g->ow, s = g->stride;
     const long ncols = (long)x->batch * ohw;
-    const size_t kdim = (size_t)g->cin * g->k * g->k;
+    const int kk = g->k * g->k;
     for (int pi = 0; pi < np; pi++) {
-        float *d = dst + (size_t)pi * kdim * NN_NR;
-        int hb[NN_NR], wb[NN_NR];
-        size_t base[NN_NR];
-        for (int j = 0; j < NN_NR; j++) {
-            long col = (long)(p0 + pi) * NN_NR + j;
-            if (col < ncols) {
-                long n = col / ohw, r = col % ohw;
-                hb[j] = (int)(r / g->ow) * g->stride - g->pad;
-                wb[j] = (int)(r % g->ow) * g->stride - g->pad;
-                base[j] = (size_t)n * plane;
-            } else {
-                /* Padding columns read as zero: keep them out of bounds. */
-                hb[j] = INT_MIN / 2;
-                wb[j] = 0;
-                base[j] = 0;
-            }
+        float *d = dst + (size_t)pi * kc * NN_NR;
+        im2col_seg seg[NN_NR];
+        int nseg = 0, used = 0;
+        long col = (long)(p0 + pi) * NN_NR;
+        while (used < NN_NR && col < ncols) {
+            long n = col / ohw, r = col % ohw;
+            int oh = (int)(r / g->ow), ow0 = (int)(r % g->ow);
+            long len = g->ow - ow0;
+            if (len > NN_NR - used) len = NN_NR - used;
+            if (len > ncols - col) len = ncols - col;
+            seg[nseg++] = (im2col_seg){used, (int)len, (size_t)n * plane, oh * s - g->pad,
+                                       ow0 * s - g->pad};
+            used += (int)len;
+            col += len;
         }
-        for (int c = 0; c < g->cin; c++) {
+        /* Row p of the column matrix is (c, ki, kj) = (p / k^2, p / k % k, p % k). */
+        int c = k0 / kk, ki = k0 % kk / g->k, kj = k0 % g->k;
+        for (int p = 0; p < kc; p++, d += NN_NR) {
             const float *ic = x->in + (size_t)c * chan;
-            for (int ki = 0; ki < g->k; ki++) {
-                for (int kj = 0; kj < g->k; kj++) {
-                    for (int j = 0; j < NN_NR; j++) {
-                        int ih = hb[j] + ki, iw = wb[j] + kj;
-                        d[j] = ((unsigned)ih < (unsigned)g->h && (unsigned)iw < (unsigned)g->w)
-                                   ? ic[base[j] + (size_t)ih * g->w + iw]
-                                   : 0.0f;
+            for (int q = 0; q < nseg; q++) {
+                const im2col_seg *sg = &seg[q];
+                float *o = d + sg->j;
+                int ih = sg->ih0 + ki;
+                if ((unsigned)ih >= (unsigned)g->h) {
+                    memset(o, 0, (size_t)sg->len * sizeof(float));
+                    continue;
+                }
+                const float *src = ic + sg->base + (size_t)ih * g->w;
+                int iw0 = sg->iw0 + kj;
+                if (s == 1) {
+                    /* Contiguous: zeros left of the image, a copy, zeros right. */
+                    int lo = iw0 < 0 ? -iw0 : 0;
+                    int hi = g->w - iw0 < sg->len ? g->w - iw0 : sg->len;
+                    if (lo > sg->len) lo = sg->len;
+                    if (hi < lo) hi = lo;
+                    for (int t = 0; t < lo; t++) o[t] = 0.0f;
+                    if (hi > lo) memcpy(o + lo, src + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (int t = hi; t < sg->len; t++) o[t] = 0.0f;
+                } else {
+                    for (int t = 0; t < sg->len; t++) {
+                        int iw = iw0 + t * s;
+                        o[t] = (unsigned)iw < (unsigned)g->w ? src[iw] : 0.0f;
                     }
-                    d += NN_NR;
+                }
+            }
+            for (int t = used; t < NN_NR; t++) d[t] = 0.0f; /* padding columns */
+            if (++kj == g->k) {
+                kj = 0;
+                if (++ki == g->k) {
+                    ki = 0;
+                    c++;
                 }
             }
         }
     }
 }
 
-void nn_pack_b_matrix(const void *vctx, int p0, int np, float *dst)
+void nn_pack_b_matrix(const void *vctx, int p0, int np, int k0, int kc, float *dst)
 {
     const nn_matrix_ctx *x = vctx;
     for (int pi = 0; pi < np; pi++) {
         long col0 = (long)(p0 + pi) * NN_NR;
         int cols = x->n - col0 < NN_NR ? (int)(x->n - col0) : NN_NR;
-        float *d = dst + (size_t)pi * x->k * NN_NR;
-        for (int p = 0; p < x->k; p++) {
+        float *d = dst + (size_t)pi * kc * NN_NR;
+        for (int p = k0; p < k0 + kc; p++) {
             const float *row = x->b + (size_t)p * x->ld + col0;
             int j = 0;
             for (; j < cols; j++) d[j] = row[j];

@@ -720,6 +720,69 @@ static int other_buf(int a, int b, int c)
     return -1;
 }
 
+/* Element-wise and pooling layers, split over planes across the pool; each
+ * output element is computed by exactly the same code whatever the split. */
+typedef enum plane_op { P_BN, P_RELU, P_MAXPOOL, P_AVGPOOL, P_TO_CNHW, P_TO_NCHW } plane_op;
+
+typedef struct plane_job {
+    plane_op op;
+    const float *in;
+    float *out;
+    int planes;        /* units of work: channels or (channel, image) planes */
+    size_t plane;      /* floats per unit (BN / ReLU / layout changes) */
+    int h, w, oh, ow;  /* pooling */
+    int k, stride, pad;
+    const float *alpha, *beta;
+    int relu, batch;
+} plane_job;
+
+static void plane_range(const plane_job *j, int p0, int p1)
+{
+    int n = p1 - p0;
+    switch (j->op) {
+    case P_BN:
+        nn_bn_apply(j->out + (size_t)p0 * j->plane, n, j->plane, j->alpha + p0, j->beta + p0, j->relu);
+        break;
+    case P_RELU: nn_relu(j->out + (size_t)p0 * j->plane, (size_t)n * j->plane); break;
+    case P_MAXPOOL:
+        nn_maxpool(j->in + (size_t)p0 * j->h * j->w, n, j->h, j->w, j->k, j->stride, j->pad,
+                   j->out + (size_t)p0 * j->oh * j->ow, j->oh, j->ow);
+        break;
+    case P_AVGPOOL:
+        nn_adaptive_avgpool(j->in + (size_t)p0 * j->h * j->w, n, j->h, j->w,
+                            j->out + (size_t)p0 * j->oh * j->ow, j->oh, j->ow);
+        break;
+    case P_TO_CNHW: /* unit = channel: (batch, C, plane) -> (C, batch, plane) */
+    case P_TO_NCHW:
+        for (int ch = p0; ch < p1; ch++)
+            for (int b = 0; b < j->batch; b++) {
+                size_t cn = ((size_t)ch * j->batch + b) * j->plane;
+                size_t nc = ((size_t)b * j->planes + ch) * j->plane;
+                if (j->op == P_TO_CNHW)
+                    memcpy(j->out + cn, j->in + nc, j->plane * sizeof(float));
+                else
+                    memcpy(j->out + nc, j->in + cn, j->plane * sizeof(float));
+            }
+        break;
+    }
+}
+
+static void plane_task(void *ctx, int tid, int nt)
+{
+    const plane_job *j = ctx;
+    int p0 = (int)((long)j->planes * tid / nt), p1 = (int)((long)j->planes * (tid + 1) / nt);
+    if (p0 < p1) plane_range(j, p0, p1);
+}
+
+static void run_planes(cwba_model *m, const plane_job *j, size_t total_floats)
+{
+    /* Below ~64K floats the wake-up of the other threads costs more. */
+    if (nn_pool_size(m->pool) == 1 || total_floats < 65536 || j->planes < 2)
+        plane_range(j, 0, j->planes);
+    else
+        nn_pool_run(m->pool, plane_task, (void *)j);
+}
+
 /* Runs units u0..u1 on m->buf[*cur] (layout (C, batch, H, W)). */
 static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
 {
@@ -746,15 +809,23 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
         }
         case U_BN: {
             int relu = i + 1 <= u1 && m->units[i + 1].kind == U_RELU;
-            nn_bn_apply(x, u->in_c, plane, u->bn.alpha, u->bn.beta, relu);
+            plane_job j = {.op = P_BN, .out = x, .planes = u->in_c, .plane = plane,
+                           .alpha = u->bn.alpha, .beta = u->bn.beta, .relu = relu};
+            run_planes(m, &j, (size_t)u->in_c * plane);
             i += relu;
             break;
         }
-        case U_RELU: nn_relu(x, (size_t)u->in_c * plane); break;
+        case U_RELU: {
+            plane_job j = {.op = P_RELU, .out = x, .planes = u->in_c, .plane = plane};
+            run_planes(m, &j, (size_t)u->in_c * plane);
+            break;
+        }
         case U_MAXPOOL: {
             int o = other_buf(*cur, -1, -1);
-            nn_maxpool(x, u->in_c * batch, u->in_h, u->in_w, u->pk, u->ps, u->pp, m->buf[o], u->out_h,
-                       u->out_w);
+            plane_job j = {.op = P_MAXPOOL, .in = x, .out = m->buf[o], .planes = u->in_c * batch,
+                           .h = u->in_h, .w = u->in_w, .oh = u->out_h, .ow = u->out_w,
+                           .k = u->pk, .stride = u->ps, .pad = u->pp};
+            run_planes(m, &j, (size_t)u->in_c * plane);
             *cur = o;
             break;
         }
@@ -789,7 +860,9 @@ static void run_head(cwba_model *m, int batch, int cur, float *logits)
     size_t pp = (size_t)p * p;
     int pooled = other_buf(cur, -1, -1);
     /* (C, batch, p, p) */
-    nn_adaptive_avgpool(m->buf[cur], c * batch, last->out_h, last->out_w, m->buf[pooled], p, p);
+    plane_job pj = {.op = P_AVGPOOL, .in = m->buf[cur], .out = m->buf[pooled], .planes = c * batch,
+                    .h = last->out_h, .w = last->out_w, .oh = p, .ow = p};
+    run_planes(m, &pj, (size_t)c * batch * (last->out_h * last->out_w + pp));
     int x = pooled;
     if (pp > 1) {
         /* torch.flatten of (batch, C, p, p): feature index c*p*p + q; here as
@@ -821,20 +894,16 @@ static void run_head(cwba_model *m, int batch, int cur, float *logits)
 }
 
 /* (batch, C, H, W) -> (C, batch, H, W) and back. */
-static void to_cnhw(const float *src, int batch, int c, size_t plane, float *dst)
+static void to_cnhw(cwba_model *m, const float *src, int batch, int c, size_t plane, float *dst)
 {
-    for (int n = 0; n < batch; n++)
-        for (int ch = 0; ch < c; ch++)
-            memcpy(dst + ((size_t)ch * batch + n) * plane, src + ((size_t)n * c + ch) * plane,
-                   plane * sizeof(float));
+    plane_job j = {.op = P_TO_CNHW, .in = src, .out = dst, .planes = c, .plane = plane, .batch = batch};
+    run_planes(m, &j, (size_t)batch * c * plane);
 }
 
-static void to_nchw(const float *src, int batch, int c, size_t plane, float *dst)
+static void to_nchw(cwba_model *m, const float *src, int batch, int c, size_t plane, float *dst)
 {
-    for (int n = 0; n < batch; n++)
-        for (int ch = 0; ch < c; ch++)
-            memcpy(dst + ((size_t)n * c + ch) * plane, src + ((size_t)ch * batch + n) * plane,
-                   plane * sizeof(float));
+    plane_job j = {.op = P_TO_NCHW, .in = src, .out = dst, .planes = c, .plane = plane, .batch = batch};
+    run_planes(m, &j, (size_t)batch * c * plane);
 }
 
 static cwba_status check_call(const cwba_model *m, const void *in, int batch, const void *out,
@@ -860,7 +929,7 @@ cwba_status cwba_model_forward(cwba_model *m, const float *in, int batch, float 
     if (!st) st = ensure_workspace(m, batch, err);
     if (st) return st;
     int cur = 0;
-    to_cnhw(in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
+    to_cnhw(m, in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
     run_units(m, 0, m->nunits - 1, batch, &cur);
     run_head(m, batch, cur, logits);
     return CWBA_OK;
@@ -874,10 +943,10 @@ cwba_status cwba_model_forward_front(cwba_model *m, int split, const float *in, 
     if (!st) st = ensure_workspace(m, batch, err);
     if (st) return st;
     int cur = 0, u = m->splits[split].unit;
-    to_cnhw(in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
+    to_cnhw(m, in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
     run_units(m, 0, u, batch, &cur);
     const unit *su = &m->units[u];
-    to_nchw(m->buf[cur], batch, su->out_c, (size_t)su->out_h * su->out_w, feat);
+    to_nchw(m, m->buf[cur], batch, su->out_c, (size_t)su->out_h * su->out_w, feat);
     return CWBA_OK;
 }
 
@@ -890,7 +959,7 @@ cwba_status cwba_model_forward_back(cwba_model *m, int split, const float *feat,
     if (st) return st;
     int cur = 0, u = m->splits[split].unit;
     const unit *su = &m->units[u];
-    to_cnhw(feat, batch, su->out_c, (size_t)su->out_h * su->out_w, m->buf[cur]);
+    to_cnhw(m, feat, batch, su->out_c, (size_t)su->out_h * su->out_w, m->buf[cur]);
     run_units(m, u + 1, m->nunits - 1, batch, &cur);
     run_head(m, batch, cur, logits);
     return CWBA_OK;

@@ -50,9 +50,10 @@ size_t nn_gemm_packed_a_size(int m, int k);
  * zero-padding the last panel. dst holds nn_gemm_packed_a_size(m, k) floats. */
 void nn_gemm_pack_a(int m, int k, const float *a, size_t lda, float *dst);
 
-/* Writes panels [p0, p0+np) of the right-hand (k, n) matrix into dst as
- * np consecutive (k, NN_NR) blocks; columns >= n must be written as 0. */
-typedef void (*nn_pack_b_fn)(const void *ctx, int p0, int np, float *dst);
+/* Writes rows [k0, k0+kc) of column panels [p0, p0+np) of the right-hand
+ * (k, n) matrix into dst as np consecutive (kc, NN_NR) blocks; columns >= n
+ * must be written as 0. */
+typedef void (*nn_pack_b_fn)(const void *ctx, int p0, int np, int k0, int kc, float *dst);
 
 /* What is done to every output element after its dot product, in this order
  * (each step one float32 rounding, as PyTorch's eval-mode layers do):
@@ -108,7 +109,7 @@ typedef struct nn_im2col_ctx {
     int batch;
     nn_conv_geom g;
 } nn_im2col_ctx;
-void nn_pack_b_im2col(const void *ctx, int p0, int np, float *dst);
+void nn_pack_b_im2col(const void *ctx, int p0, int np, int k0, int kc, float *dst);
 
 /* Packing from a plain row-major (k, n) matrix (stride ld). */
 typedef struct nn_matrix_ctx {
@@ -116,7 +117,7 @@ typedef struct nn_matrix_ctx {
     int k, n;
     size_t ld;
 } nn_matrix_ctx;
-void nn_pack_b_matrix(const void *ctx, int p0, int np, float *dst);
+void nn_pack_b_matrix(const void *ctx, int p0, int np, int k0, int kc, float *dst);
 
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */
