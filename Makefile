@@ -10,7 +10,7 @@ DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libopenblas0-pth
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev
 
-.PHONY: all deps models build asan test test-fast demo clean experiments bench
+.PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench
 
 all: build
 
@@ -37,9 +37,17 @@ asan: deps
 
 # Release tests, then the same tests under ASan+UBSan (tests labelled "slow"
 # run in the Release build only: under the sanitizers they would take hours).
-test: build asan
+test: build asan fuzz
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -LE slow
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
+
+# libFuzzer target for the bitstream decoder (clang, ASan+UBSan), run for a
+# bounded time by the "fuzz" CTest label.
+FUZZ_BUILD ?= build-fuzz
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCWBA_FUZZ=ON -DCWBA_NATIVE=OFF
+	cmake --build $(FUZZ_BUILD) --target fuzz_decode -j$(JOBS)
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE slow

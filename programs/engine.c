@@ -1,6 +1,8 @@
 /* Calibration and evaluation loops over a dataset (see engine.h). */
 #include "engine.h"
 
+#include "cwba/codec.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +181,9 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
     size_t feat = (size_t)C * HW;
     int nslots = nmethods * nbits;
     memset(sum, 0, sizeof *sum);
+    sum->C = C;
+    sum->H = be.H;
+    sum->W = be.W;
     for (int i = 0; i < nmethods; i++)
         for (int j = 0; j < nbits; j++) {
             engine_result *r = &res[i * nbits + j];
@@ -193,9 +198,22 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
     float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nslots);
     int *n = malloc(sizeof(int) * (size_t)C);
     double *slot_time = malloc(sizeof(double) * (size_t)nslots);
-    if (!in || !x || !y0 || !xhat || !logits || !n || !slot_time) {
+    /* Every configuration's feature is also coded as a real bitstream (both
+     * payload modes) so that the reported rate is the bytes that would travel. */
+    cwba_stream_info si;
+    memset(&si, 0, sizeof si);
+    snprintf(si.model, sizeof si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
+    snprintf(si.split, sizeof si.split, "%s", cwba_model_split_name(m, split));
+    si.C = C;
+    si.H = be.H;
+    si.W = be.W;
+    size_t stream_cap = feat * 48 + 65536;
+    uint8_t *stream = malloc(stream_cap);
+    float *xdec = malloc(sizeof(float) * feat);
+    if (!in || !x || !y0 || !xhat || !logits || !n || !slot_time || !stream || !xdec) {
         cli_error("out of memory");
         free(in), free(x), free(y0), free(xhat), free(logits), free(n), free(slot_time);
+        free(stream), free(xdec);
         return 1;
     }
     int rc = 0;
@@ -279,6 +297,32 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
                 }
                 slot_time[slot] = cwba_now() - t0;
                 r->code_bits_sum += code_bits;
+                si.quant = me->quant;
+                si.bits = b;
+                si.clip = (float)dorefa_clip;
+                for (int mode = 0; mode < 2 && !rc; mode++) {
+                    si.mode = mode == 0 ? CWBA_STREAM_FIXED : CWBA_STREAM_ADAPTIVE;
+                    size_t len = 0;
+                    cwba_status st = cwba_stream_encode_feature(
+                        &si, x, me->quant == CWBA_QUANT_DOREFA ? NULL : n, stream, stream_cap,
+                        &len, xdec, NULL, &err);
+                    if (st == CWBA_E_UNSUPPORTED) {
+                        if (mode == 0) r->stream_failures++;
+                        continue;
+                    }
+                    if (st) {
+                        rc = cli_fail_status(&err);
+                        break;
+                    }
+                    /* what the cloud decodes must be exactly what we evaluate */
+                    if (mode == 0 && memcmp(xdec, xh, sizeof(float) * feat) != 0) {
+                        cli_error("internal: bitstream reconstruction differs from the quantizer's "
+                                  "output (%s, %d bits)", cwba_quant_name(me->quant), b);
+                        rc = 1;
+                        break;
+                    }
+                    r->stream_bytes_sum[mode] += (double)len;
+                }
             }
         }
         cwba_probe_cache_free(pc[0]);
@@ -312,6 +356,7 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
     cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;
     free(in), free(x), free(y0), free(xhat), free(logits), free(n), free(slot_time);
+    free(stream), free(xdec);
     return rc;
 }
 
@@ -334,11 +379,20 @@ void engine_print_json(FILE *f, const char *model, const char *split, const engi
                 (double)s->float_correct / (double)s->labelled);
     else
         fprintf(f, "\"top1\":null,\"float_top1\":null,");
-    fprintf(f,
-            "\"agree\":%.6f,\"nominal_bits\":%d,\"bits_per_element\":%.6f,"
-            "\"passes_per_image\":%.3f,\"seconds_per_image\":%.6g,\"threads\":%d}\n",
-            (double)r->agree / N, r->bits, r->code_bits_sum / N, (double)r->passes / N,
-            r->seconds / N, cwba_get_threads());
+    fprintf(f, "\"agree\":%.6f,\"nominal_bits\":%d,\"bits_per_element\":%.6f,",
+            (double)r->agree / N, r->bits, r->code_bits_sum / N);
+    double elems = (double)s->C * s->H * s->W;
+    if (r->stream_failures == 0 && elems > 0)
+        fprintf(f,
+                "\"stream_bytes\":%.2f,\"stream_bits_per_element\":%.6f,"
+                "\"stream_bytes_adaptive\":%.2f,\"stream_bits_per_element_adaptive\":%.6f,",
+                r->stream_bytes_sum[0] / N, r->stream_bytes_sum[0] * 8 / N / elems,
+                r->stream_bytes_sum[1] / N, r->stream_bytes_sum[1] * 8 / N / elems);
+    else
+        fprintf(f, "\"stream_bytes\":null,\"stream_bits_per_element\":null,"
+                   "\"stream_bytes_adaptive\":null,\"stream_bits_per_element_adaptive\":null,");
+    fprintf(f, "\"passes_per_image\":%.3f,\"seconds_per_image\":%.6g,\"threads\":%d}\n",
+            (double)r->passes / N, r->seconds / N, cwba_get_threads());
 }
 
 void engine_print_table(FILE *f, const char *model, const char *split, int C, int H, int W,
@@ -349,13 +403,15 @@ void engine_print_table(FILE *f, const char *model, const char *split, int C, in
     if (s->labelled > 0)
         fprintf(f, ", float model top-1 %.4f", (double)s->float_correct / (double)s->labelled);
     fprintf(f, "\n\n");
-    const char *titles[3] = {"output MSE (the original's metric)",
+    const char *titles[4] = {"output MSE (the original's metric)",
                              "top-1 accuracy (agreement with the float model)",
-                             "exact code bits per element"};
-    for (int t = 0; t < 3; t++) {
+                             "exact code bits per element",
+                             "bitstream bits per element, all side information included: "
+                             "fixed / adaptive payload"};
+    for (int t = 0; t < 4; t++) {
         fprintf(f, "%-24s", titles[t]);
         fprintf(f, "\n%-24s", "method \\ bits");
-        for (int j = 0; j < nbits; j++) fprintf(f, t == 1 ? " %15ld" : " %10ld", bits[j]);
+        for (int j = 0; j < nbits; j++) fprintf(f, t == 1 || t == 3 ? " %15ld" : " %10ld", bits[j]);
         if (t == 0) fprintf(f, " %10s %10s", "s/image", "passes/img");
         fprintf(f, "\n");
         for (int i = 0; i < nmethods; i++) {
@@ -375,8 +431,18 @@ void engine_print_table(FILE *f, const char *model, const char *split, int C, in
                     else
                         snprintf(cell, sizeof cell, "- (%.3f)", (double)r->agree / N);
                     fprintf(f, " %15s", cell);
-                } else
+                } else if (t == 2) {
                     fprintf(f, " %10.4f", r->code_bits_sum / N);
+                } else {
+                    double el = (double)s->C * s->H * s->W;
+                    char cell[40];
+                    if (r->stream_failures == 0 && el > 0)
+                        snprintf(cell, sizeof cell, "%.3f / %.3f", r->stream_bytes_sum[0] * 8 / N / el,
+                                 r->stream_bytes_sum[1] * 8 / N / el);
+                    else
+                        snprintf(cell, sizeof cell, "n/a");
+                    fprintf(f, " %15s", cell);
+                }
                 secs += r->seconds;
                 passes += (double)r->passes;
                 imgs += r->images;

@@ -30,9 +30,12 @@ typedef struct engine_result {
     double code_bits_sum;  /* exact code cost per element, summed over images */
     double seconds;        /* allocation + quantization + final back-end pass */
     uint64_t passes;       /* back-end passes charged to this configuration */
+    double stream_bytes_sum[2]; /* real bitstream size per image: fixed, adaptive payload */
+    long stream_failures;  /* images a bitstream cannot carry (log on a degenerate range) */
 } engine_result;
 
 typedef struct engine_summary {
+    int C, H, W; /* feature shape at the split */
     long images, labelled, float_correct;
     double seconds_total;
 } engine_summary;

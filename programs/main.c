@@ -12,6 +12,8 @@ static void usage(FILE *f)
           "  infer        top-1 accuracy; optionally save logits / features as .npy\n"
           "  calibrate    build the quantization interval table (the original's --flag 0)\n"
           "  evaluate     quantize features at a split and measure the cost (--flag 1)\n"
+          "  encode       the edge: images -> quantized feature bitstreams (.cwb)\n"
+          "  decode       the cloud: bitstreams -> back end -> top-5 classes\n"
           "  reproduce    calibrate + evaluate every method; prints the original's table\n"
           "  main_model   the original release's command line (--flag 0|1 ...)\n"
           "  fetch-weights alexnet|vgg16|resnet18: torchvision's ImageNet weights (libcurl)\n"
@@ -22,6 +24,8 @@ static void usage(FILE *f)
 }
 
 int cmd_fetch_weights(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -40,7 +44,8 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"layers", cmd_layers},     {"infer", cmd_infer},         {"calibrate", cmd_calibrate},
         {"evaluate", cmd_evaluate}, {"reproduce", cmd_reproduce}, {"main_model", cmd_main_model},
-        {"fetch-weights", cmd_fetch_weights},
+        {"fetch-weights", cmd_fetch_weights}, {"encode", cmd_encode},
+        {"decode", cmd_decode},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(c, cmds[i].name)) return cmds[i].fn(argc - 2, argv + 2);

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include "cwba/nn.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -359,6 +360,34 @@ static void test_thread_invariance(void **state)
     check_threads(f->vgg32, "features.23");
 }
 
+/* The AVX-512, AVX2+FMA and scalar kernels (chosen at run time) give the
+ * same logits, so results do not depend on the machine's vector unit either. */
+static void test_kernel_paths_agree(void **state)
+{
+    fixture *f = *state;
+    static const char *const isas[] = {"avx512", "avx2", "scalar"};
+    const char *best = nn_gemm_isa();
+    const int batch = 3;
+    float *x = input(f->resnet32, batch, "isa-input");
+    float ref[30], y[30];
+    cwba_error err;
+    assert_int_equal(cwba_model_forward(f->resnet32, x, batch, ref, &err), CWBA_OK);
+    int ran = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!nn_gemm_set_isa(isas[i])) continue;
+        /* Weights are packed for the kernel in use when the model is created. */
+        cwba_model *m = NULL;
+        assert_int_equal(cwba_model_create(CWBA_ARCH_RESNET18, f->resnet_w, 32, &m, &err), CWBA_OK);
+        assert_int_equal(cwba_model_forward(m, x, batch, y, &err), CWBA_OK);
+        if (memcmp(y, ref, sizeof y) != 0) fail_msg("%s kernels change resnet18 logits", isas[i]);
+        cwba_model_free(m);
+        ran++;
+    }
+    assert_true(nn_gemm_set_isa(best));
+    assert_true(ran >= 1); /* scalar is always there */
+    free(x);
+}
+
 /* ------------------------------------------------------------ validation */
 
 /* A copy of src without `skip`; NULL skip copies everything. */
@@ -483,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_front_back_equals_forward),
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_thread_invariance),
+        cmocka_unit_test(test_kernel_paths_agree),
         cmocka_unit_test(test_weight_validation),
         cmocka_unit_test(test_input_size_limits),
     };
