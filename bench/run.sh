@@ -22,7 +22,7 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target cwba_bench -j2 >/dev/null
 
 if [ ! -d "$here/node_modules/onnxruntime-node" ]; then
-  (cd "$here" && npm install --ignore-scripts --no-audit --no-fund >&2)
+  (cd "$here" && npm install --ignore-scripts --no-package-lock --no-audit --no-fund >&2)
 fi
 
 exec /usr/bin/python3 "$here/bench.py" --build "$build" --work "$work" "$@"

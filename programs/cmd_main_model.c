@@ -19,6 +19,7 @@ static const cli_optdef defs[] = {
     {"csv_path", 1, "where flag 0 writes tables (default ./channel_allocation/)"},
     {"csv_name", 1, "table file name for flag 0 (default: the model name)"},
     {"weights", 1, "cwba extension: weights file (default: the reference model)"},
+    {"split", 1, "cwba extension: split point (default: the original's for the model)"},
     {"input-size", 1, "cwba extension: input side in pixels"},
     {"data", 1, "cwba extension: dataset (flag 0: fmnist train, flag 1: fmnist test)"},
     {"limit", 1, "cwba extension: images (flag 0 default 100, flag 1 default 1000)"},
@@ -83,7 +84,8 @@ int cmd_main_model(int argc, char **argv)
     cli_model cm;
     if ((rc = cli_model_open(&o, &cm))) return rc;
     int split, C, H, W;
-    if (cwba_model_find_split(cm.model, cli_default_split(cm.arch), &split, &err)) {
+    const char *sname = cli_has(&o, "split") ? cli_get(&o, "split") : cli_default_split(cm.arch);
+    if (cwba_model_find_split(cm.model, sname, &split, &err)) {
         cli_model_close(&cm);
         return cli_fail_status(&err);
     }
@@ -142,7 +144,7 @@ int cmd_main_model(int argc, char **argv)
         if (!rc) {
             printf("model %s  split %s  quant_mode %s  reserve_interval %ld  alpha %g  beta %g  "
                    "images %ld\n",
-                   cwba_arch_name(cm.arch), cli_default_split(cm.arch), cwba_quant_name(q), reserve,
+                   cwba_arch_name(cm.arch), sname, cwba_quant_name(q), reserve,
                    alpha, beta, sum.images);
             for (int b = 0; b < 6; b++) {
                 double N = res[b].images > 0 ? (double)res[b].images : 1.0;

@@ -1,7 +1,9 @@
 #!/bin/bash
 # cwba decode on the committed corpus of bad bitstreams (tests/data/codec):
-# every one gives exactly one error line naming the file and the problem
-# listed in manifest.tsv, and a non-zero exit; never a crash. Then a round
+# each gives exactly one error line naming the file and the problem listed in
+# manifest.tsv, and a non-zero exit; never a crash. (Every corpus file is run
+# through the library by test_codec_corpus; here one of each kind goes through
+# the command line, since each run loads the model.) Then a round
 # trip encode -> decode through the CLI for each quantizer.
 # usage: cli_decode.sh CWBA_BINARY SOURCE_DIR
 set -u
@@ -15,6 +17,7 @@ n=0
 while IFS=$'\t' read -r file outcome msg; do
     case "$file" in ''|'#'*) continue ;; esac
     case "$outcome" in ok|expect:*) continue ;; esac
+    case "$file" in empty.cwb|bad_magic.cwb|version2.cwb|trunc_31.cwb|trunc_1069.cwb|flip_payload.cwb|dorefa_clip0.cwb) ;; *) continue ;; esac
     n=$((n + 1))
     "$BIN" decode --model resnet18 "$DIR/$file" >"$TMP/out" 2>"$TMP/err"
     rc=$?

@@ -357,7 +357,7 @@ def main():
     bad("split_long.cwb", "split name length 40", split="x" * 40)
     bad("dorefa_bits0.cwb", "dorefa bits 0 out of range", quant=2, bits=0)
     bad("dorefa_bits17.cwb", "dorefa bits 17 out of range", quant=2, bits=17)
-    bad("dorefa_clip0.cwb", "clip 0 is not > 0", quant=2, clip=0.0)
+    bad("dorefa_clip0.cwb", "dorefa clip 0 is not finite", quant=2, clip=0.0)
     bad("flat_payload.cwb", "must have an empty mode-0 payload", mn=1.0, mx=1.0,
         raw={"payload": b"\x12\x34"})
     # Entropy-coded data no encoder produces, behind a correct CRC.

@@ -63,6 +63,22 @@ static int shape_ok(long C, long H, long W)
 
 static uint32_t dorefa_n(int bits) { return (1u << bits) - 1u; }
 
+/* Largest DoReFa code: round(clamp(x, 0, clip) * (2^b - 1)) exceeds 2^b - 1
+ * when clip > 1 (the original's formula does not renormalise by clip), so the
+ * alphabet is 0..max(2^b - 1, round(clip * (2^b - 1))). Callers have checked
+ * that clip * (2^b - 1) <= CWBA_STREAM_MAX_N. */
+static uint32_t dorefa_top(int bits, float clip)
+{
+    uint32_t n = dorefa_n(bits);
+    float t = rintf(clip * (float)n);
+    return t > (float)n ? (uint32_t)t : n;
+}
+
+static int dorefa_clip_ok(int bits, float clip)
+{
+    return isfinite(clip) && clip > 0 && (double)clip * (double)dorefa_n(bits) <= CWBA_STREAM_MAX_N;
+}
+
 static double log2_1p(uint32_t n) { return log2((double)n + 1.0); }
 
 /* Bytes a fixed-alphabet section of `count` symbols of (n+1)-ary alphabets
@@ -83,7 +99,7 @@ static size_t payload_bound_fixed(const cwba_stream_info *si, const int *n)
     size_t HW = (size_t)si->H * (size_t)si->W;
     double bits = 0;
     for (int c = 0; c < si->C; c++) {
-        uint32_t nc = si->quant == CWBA_QUANT_DOREFA ? dorefa_n(si->bits)
+        uint32_t nc = si->quant == CWBA_QUANT_DOREFA ? dorefa_top(si->bits, si->clip)
                       : n                            ? (uint32_t)n[c]
                                                      : (uint32_t)CWBA_STREAM_MAX_N;
         bits += (double)HW * (log2_1p(nc) + 0.02);
@@ -127,9 +143,10 @@ static cwba_status check_info(const cwba_stream_info *si, cwba_error *err)
         if (si->bits < 1 || si->bits > CWBA_STREAM_DOREFA_BITS_MAX)
             return cwba_fail(err, CWBA_E_ARG, "bitstream: dorefa bits %d out of range 1..%d",
                              si->bits, CWBA_STREAM_DOREFA_BITS_MAX);
-        if (!isfinite(si->clip) || !(si->clip > 0))
-            return cwba_fail(err, CWBA_E_ARG, "bitstream: dorefa clip %g must be finite and > 0",
-                             (double)si->clip);
+        if (!dorefa_clip_ok(si->bits, si->clip))
+            return cwba_fail(err, CWBA_E_ARG,
+                             "bitstream: dorefa clip %g must be finite, > 0 and at most %d/(2^b-1)",
+                             (double)si->clip, CWBA_STREAM_MAX_N);
         break;
     default:
         return cwba_fail(err, CWBA_E_ARG, "bitstream: unknown quantizer %d", (int)si->quant);
@@ -291,8 +308,8 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
     uint32_t nmin = UINT32_MAX, nmax = 0;
     for (int c = 0; c < C; c++) {
         if (is_dorefa) {
-            nc[c] = dorefa_n(si->bits);
-            if (n && (uint32_t)n[c] != nc[c]) {
+            nc[c] = dorefa_top(si->bits, si->clip);
+            if (n && (uint32_t)n[c] != dorefa_n(si->bits)) {
                 free(nc);
                 return cwba_fail(err, CWBA_E_ARG,
                                  "bitstream encode: dorefa with %d bits needs n_c = %u, channel %d "
@@ -668,9 +685,10 @@ static cwba_status parse(const uint8_t *src, size_t len, parsed *ps, cwba_error 
                              CWBA_STREAM_DOREFA_BITS_MAX);
         si->bits = (int)v;
         if ((st = rd_f32(&r, &si->clip, "dorefa clip", err))) return st;
-        if (!(si->clip > 0))
-            return cwba_fail(err, CWBA_E_FORMAT, "bitstream dorefa clip %g is not > 0",
-                             (double)si->clip);
+        if (!dorefa_clip_ok(si->bits, si->clip))
+            return cwba_fail(err, CWBA_E_FORMAT,
+                             "bitstream dorefa clip %g is not finite, > 0 and <= %d/(2^b-1)",
+                             (double)si->clip, CWBA_STREAM_MAX_N);
     } else {
         if ((st = rd_f32(&r, &si->mn, "mn", err)) || (st = rd_f32(&r, &si->mx, "mx", err)))
             return st;
@@ -683,7 +701,7 @@ static cwba_status parse(const uint8_t *src, size_t len, parsed *ps, cwba_error 
         return cwba_fail(err, CWBA_E_FORMAT, "bitstream payload mode %u unknown (0 or 1)", v);
     si->mode = (cwba_stream_mode)v;
     int degenerate = !is_dorefa && si->mn == si->mx;
-    uint32_t nmax = is_dorefa ? dorefa_n(si->bits) : 0;
+    uint32_t nmax = is_dorefa ? dorefa_top(si->bits, si->clip) : 0;
     if (!is_dorefa) {
         if ((st = rd_le(&r, 1, &v, "n coding", err))) return st;
         if (v > NCODE_ADAPTIVE)
@@ -827,7 +845,7 @@ cwba_status cwba_stream_decode(const uint8_t *src, size_t len, cwba_stream_info 
     /* n_c. */
     rc_dec d;
     if (si->quant == CWBA_QUANT_DOREFA || ps.ncode == NCODE_CONST) {
-        uint32_t v = si->quant == CWBA_QUANT_DOREFA ? dorefa_n(si->bits) : ps.nmin;
+        uint32_t v = si->quant == CWBA_QUANT_DOREFA ? dorefa_top(si->bits, si->clip) : ps.nmin;
         for (int c = 0; c < C; c++) nc[c] = v;
     } else {
         rc_dec_init(&d, ps.side, ps.side_len);

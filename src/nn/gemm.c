@@ -1,20 +1,24 @@
 /* Deterministic single-precision GEMM for convolutions and linear layers.
  *
- * Why not OpenBLAS: measured with OpenBLAS 0.3.21 (Haswell kernels), the value
- * of one output element changes with the matrix width and the thread count
- * (edge kernels, gemv for n == 1, thread partitioning), so a sample's logits
- * would depend on which other samples share its batch. Here every element is
- * the same sequential chain of fused multiply-adds over k = 0..K-1 (started
- * from 0), whatever its tile, its position in the batch or the thread that
- * computes it: partial tiles are computed into a padded scratch tile by the
- * same micro-kernel, K-blocking resumes the chain from the stored partial sum
- * (exact), and threads split whole tiles. The AVX-512, AVX2 and scalar kernels
+ * Why not OpenBLAS: with OpenBLAS 0.3.21 (Haswell kernels on this project's
+ * machine) we measured that the value of one output element changes with the
+ * matrix width (the same column computed in a batch of 1 and of 2..64, in
+ * either GEMM orientation) and with the thread count, for the convolution
+ * and linear shapes of all three networks. A sample's logits would then
+ * depend on which other samples share its batch. Here every element is the
+ * same sequential chain of fused multiply-adds over k = 0..K-1 (started from
+ * 0), whatever its tile, its position in the batch or the thread computing
+ * it: partial tiles go through the same micro-kernel on a padded copy,
+ * k-blocking resumes the chain from the stored partial sum (exact), threads
+ * split whole tiles, and the narrow kernels (1-4 columns, vectorised over
+ * rows instead) build the same chains. The AVX-512, AVX2 and scalar kernels
  * all use fused multiply-add, so they agree bit for bit with nn_gemm_ref.
  *
- * Packed layouts: A (the weights) in panels of MR rows, (K, MR) per panel;
- * B in panels of NN_NR columns, (K, NN_NR) per panel, produced by a packing
- * callback (im2col or a plain matrix) so convolutions never build a full
- * column matrix. */
+ * Packed layouts: A (the weights, packed once per model) in panels of MR
+ * rows, (K, MR) per panel; B in panels of NN_NR columns, produced one
+ * (KC, NN_NR) slice at a time by a packing callback (im2col or a plain
+ * matrix), so a convolution never builds its full column matrix and the batch
+ * simply widens B. */
 #include "nn/nn_internal.h"
 
 #include <math.h>

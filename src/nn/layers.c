@@ -56,7 +56,7 @@ void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *d
                 float *o = d + sg->j;
                 int ih = sg->ih0 + ki;
                 if ((unsigned)ih >= (unsigned)g->h) {
-                    memset(o, 0, (size_t)sg->len * sizeof(float));
+                    for (int t = 0; t < sg->len; t++) o[t] = 0.0f;
                     continue;
                 }
                 const float *src = ic + sg->base + (size_t)ih * g->w;
@@ -68,7 +68,8 @@ void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *d
                     if (lo > sg->len) lo = sg->len;
                     if (hi < lo) hi = lo;
                     for (int t = 0; t < lo; t++) o[t] = 0.0f;
-                    if (hi > lo) memcpy(o + lo, src + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
+                    /* at most 16 floats: a plain loop beats a memcpy call */
+                    for (int t = lo; t < hi; t++) o[t] = src[iw0 + t];
                     for (int t = hi; t < sg->len; t++) o[t] = 0.0f;
                 } else {
                     for (int t = 0; t < sg->len; t++) {

@@ -13,6 +13,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,10 +611,10 @@ cwba_status cwba_model_create(cwba_arch arch, const cwba_weights *w, int input_s
 
 /* ------------------------------------------------------------ queries */
 
-cwba_arch cwba_model_arch(const cwba_model *m) { return m->arch; }
-int cwba_model_num_classes(const cwba_model *m) { return m->num_classes; }
-int cwba_model_input_size(const cwba_model *m) { return m->input_size; }
-int cwba_model_num_splits(const cwba_model *m) { return m->nsplits; }
+cwba_arch cwba_model_arch(const cwba_model *m) { return m ? m->arch : CWBA_ARCH_ALEXNET; }
+int cwba_model_num_classes(const cwba_model *m) { return m ? m->num_classes : 0; }
+int cwba_model_input_size(const cwba_model *m) { return m ? m->input_size : 0; }
+int cwba_model_num_splits(const cwba_model *m) { return m ? m->nsplits : 0; }
 
 const char *cwba_model_split_name(const cwba_model *m, int split)
 {
@@ -652,37 +653,51 @@ cwba_status cwba_model_find_split(const cwba_model *m, const char *name, int *sp
 
 /* ------------------------------------------------------------ forward */
 
-static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
+static cwba_status ensure_threads(cwba_model *m, cwba_error *err)
 {
     int threads = cwba_get_threads();
-    if (!m->pool || m->pool_threads != threads) {
-        free_workspace(m);
-        m->pool = nn_pool_create(threads);
-        if (!m->pool) return cwba_fail(err, CWBA_E_NOMEM, "out of memory (thread pool)");
-        m->pool_threads = threads;
-        int n = nn_pool_size(m->pool);
-        m->scratch = calloc((size_t)n, sizeof *m->scratch);
-        if (!m->scratch) return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace)");
-        for (int t = 0; t < n; t++) {
-            m->scratch[t] = nn_alloc_floats(m->scratch_floats);
-            if (!m->scratch[t]) return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace)");
-        }
+    if (m->pool && m->pool_threads == threads) return CWBA_OK;
+    free_workspace(m);
+    m->pool = nn_pool_create(threads);
+    if (!m->pool) return cwba_fail(err, CWBA_E_NOMEM, "out of memory (thread pool)");
+    m->pool_threads = threads;
+    int n = nn_pool_size(m->pool);
+    m->scratch = calloc((size_t)n, sizeof *m->scratch);
+    for (int t = 0; m->scratch && t < n; t++) {
+        m->scratch[t] = nn_alloc_floats(m->scratch_floats);
+        if (!m->scratch[t]) break;
     }
+    if (!m->scratch || !m->scratch[n - 1]) {
+        free_workspace(m); /* leave nothing half-built for the next call */
+        return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace)");
+    }
+    return CWBA_OK;
+}
+
+/* Thread pool, per-thread packing scratch and four activation buffers big
+ * enough for `batch`; grown here, never inside the layer loop. */
+static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
+{
+    cwba_status st = ensure_threads(m, err);
+    if (st) return st;
     if (batch <= m->ws_batch) return CWBA_OK;
-    size_t n, bytes;
+    size_t n;
     if ((long)batch > INT_MAX / 4 / m->max_cols || !cwba_size_mul(m->max_act, (size_t)batch, &n) ||
-        !cwba_size_mul(n, sizeof(float), &bytes))
+        n > SIZE_MAX / sizeof(float))
         return cwba_fail(err, CWBA_E_ARG, "batch of %d images is too large for %s at %d px", batch,
                          cwba_arch_name(m->arch), m->input_size);
     for (int i = 0; i < 4; i++) {
         free(m->buf[i]);
+        m->buf[i] = NULL;
+    }
+    m->ws_batch = 0;
+    for (int i = 0; i < 4; i++) {
         m->buf[i] = nn_alloc_floats(n);
         if (!m->buf[i]) {
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j < i; j++) {
                 free(m->buf[j]);
                 m->buf[j] = NULL;
             }
-            m->ws_batch = 0;
             return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
         }
     }

@@ -1,10 +1,24 @@
 /* A small persistent thread pool: the back-end passes of the allocation
- * algorithm are short, so starting threads per layer would cost more than the
- * layer itself. One pool per model (a model is not shared between threads). */
+ * algorithm are short (a few milliseconds, a dozen parallel steps), so
+ * starting threads per layer, or even sleeping between steps, would cost a
+ * noticeable share. Workers spin briefly on the job counter before blocking
+ * on a condition variable. One pool per model (a model is not shared between
+ * threads). */
 #include "nn/nn_internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* Polls before sleeping: ~2^14 pauses, tens of microseconds. */
+#define SPIN_POLLS (1 << 14)
 
 typedef struct nn_worker {
     struct nn_pool *pool;
@@ -12,16 +26,16 @@ typedef struct nn_worker {
 } nn_worker;
 
 struct nn_pool {
-    int n;        /* threads including the caller */
-    int started;  /* worker threads actually running */
+    int n;       /* threads including the caller */
+    int started; /* worker threads actually running */
     pthread_t *threads;
     nn_worker *workers;
     pthread_mutex_t mu;
     pthread_cond_t cv_start, cv_done;
-    unsigned long generation;
-    int pending;
-    int stop;
-    nn_task_fn fn;
+    atomic_ulong generation; /* bumped (under mu) for every job */
+    atomic_int pending;      /* workers still running the current job */
+    atomic_int stop;
+    nn_task_fn fn; /* written under mu before generation is bumped */
     void *ctx;
 };
 
@@ -31,13 +45,18 @@ static void *worker_main(void *arg)
     nn_pool *p = wk->pool;
     unsigned long seen = 0;
     for (;;) {
+        for (int i = 0; i < SPIN_POLLS; i++) {
+            if (atomic_load(&p->generation) != seen || atomic_load(&p->stop)) break;
+            CPU_RELAX();
+        }
         pthread_mutex_lock(&p->mu);
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->cv_start, &p->mu);
-        if (p->stop) {
+        while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
+            pthread_cond_wait(&p->cv_start, &p->mu);
+        if (atomic_load(&p->stop)) {
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        seen = p->generation;
+        seen = atomic_load(&p->generation);
         nn_task_fn fn = p->fn;
         void *ctx = p->ctx;
         int n = p->n;
@@ -45,9 +64,11 @@ static void *worker_main(void *arg)
 
         fn(ctx, wk->tid, n);
 
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->cv_done);
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_fetch_sub(&p->pending, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -57,6 +78,9 @@ nn_pool *nn_pool_create(int n)
     nn_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = 1;
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
     if (n == 1) return p;
     p->threads = calloc((size_t)n, sizeof *p->threads);
     p->workers = calloc((size_t)n, sizeof *p->workers);
@@ -70,7 +94,8 @@ nn_pool *nn_pool_create(int n)
     pthread_cond_init(&p->cv_start, NULL);
     pthread_cond_init(&p->cv_done, NULL);
     /* The thread count only changes speed, never results: if the system
-     * refuses a thread we keep the ones we have. */
+     * refuses a thread we keep the ones we have. p->n is only read by
+     * workers after a job is published, when it is final. */
     for (int t = 1; t < n; t++) {
         p->workers[t].pool = p;
         p->workers[t].tid = t;
@@ -87,7 +112,7 @@ void nn_pool_free(nn_pool *p)
     if (p->threads) {
         if (p->started > 0) {
             pthread_mutex_lock(&p->mu);
-            p->stop = 1;
+            atomic_store(&p->stop, 1);
             pthread_cond_broadcast(&p->cv_start);
             pthread_mutex_unlock(&p->mu);
             for (int t = 1; t <= p->started; t++) pthread_join(p->threads[t], NULL);
@@ -112,14 +137,17 @@ void nn_pool_run(nn_pool *p, nn_task_fn fn, void *ctx)
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n - 1;
-    p->generation++;
+    atomic_store(&p->pending, p->n - 1);
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->cv_start);
     pthread_mutex_unlock(&p->mu);
 
     fn(ctx, 0, p->n);
 
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->cv_done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN_POLLS && atomic_load(&p->pending) > 0; i++) CPU_RELAX();
+    if (atomic_load(&p->pending) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
