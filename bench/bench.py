@@ -149,6 +149,11 @@ def machine(cwba_bin, threads):
     }
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def env_for(threads, torch_wait=None):
     env = dict(os.environ)
     env["CWBA_BENCH_THREADS"] = str(threads)
@@ -207,6 +212,7 @@ def timing_table(title, rows, names, flops, peak, per_sample_div, errors, note_f
             label, " | ".join(cells), " | ".join(ratios), fmt(gfs),
             fmt(100 * gfs / peak if gfs and peak else None, "%", 2)))
         summary[key] = {"median_s": m, "samples": {n: len(res.get(n, [])) for n in names},
+                        "min_s": {n: min(res[n]) if res.get(n) else None for n in names},
                         "gflops_cwba": gfs, "batch": batch,
                         "ratio_vs_cwba": {n: ratio(m[n], m["cwba"]) for n in names[1:]}}
     out.append("")
@@ -232,7 +238,8 @@ def main():
     onnx_dir = os.path.join(a.work, "onnx")
     env = env_for(a.threads)
     tenv = env_for(a.threads, a.torch_wait)
-    results = {"threads": a.threads, "torch_omp_wait_policy": a.torch_wait}
+    results = {"threads": a.threads, "torch_omp_wait_policy": a.torch_wait,
+               "loadavg_start": loadavg()}
     lines = []
     t_start = time.time()
 
@@ -458,6 +465,11 @@ def main():
         lines += out
 
     results["seconds"] = time.time() - t_start
+    results["loadavg_end"] = loadavg()
+    tail = ["Load average (1, 5, 15 min) at the start %s, at the end %s; %.0f s in all." % (
+        results["loadavg_start"], results["loadavg_end"], results["seconds"]), ""]
+    print("\n".join(tail), flush=True)
+    lines += tail
     os.makedirs(a.work, exist_ok=True)
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)

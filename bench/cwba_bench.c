@@ -278,7 +278,9 @@ static int serve_one(const char *dir, char *line)
         if (!lm) st = err.status ? err.status : CWBA_E_INTERNAL;
     }
     if (st == CWBA_OK) st = case_prepare(dir, probe, lm, batch, &bc, &in, &out, &err);
-    int *warm = probe ? &lm->warm_probe[batch] : &lm->warm_forward[batch < 256 ? batch : 255];
+    int *warm = NULL;
+    if (st == CWBA_OK)
+        warm = probe ? &lm->warm_probe[batch] : &lm->warm_forward[batch < 256 ? batch : 255];
     if (st == CWBA_OK && !*warm) {
         for (int i = 0; i < 2 && st == CWBA_OK; i++) st = case_run(&bc, &err);
         *warm = 1;

@@ -1,7 +1,6 @@
-/* One thread-count setting for the whole library; GEMM threads follow it. */
+/* One thread-count setting for the whole library. The GEMM (src/nn/gemm.c)
+ * sizes its worker pool from it; results never depend on it. */
 #include "cwba/core.h"
-
-void openblas_set_num_threads(int num_threads); /* from libopenblas */
 
 static int g_threads = 1;
 
@@ -9,7 +8,6 @@ void cwba_set_threads(int n)
 {
     if (n <= 0) n = 1;
     g_threads = n;
-    openblas_set_num_threads(n);
 }
 
 int cwba_get_threads(void) { return g_threads; }

@@ -17,8 +17,8 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Polls before sleeping: ~2^14 pauses, tens of microseconds. */
-#define SPIN_POLLS (1 << 14)
+/* Polls before sleeping: 4096 pauses, some tens of microseconds. */
+#define SPIN_POLLS 4096
 
 typedef struct nn_worker {
     struct nn_pool *pool;
