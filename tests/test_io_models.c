@@ -1,3 +1,4 @@
+/* CWBA_TEST_SLOW: full-size models; runs in the Release build only (see tests/CMakeLists.txt). */
 /* The three shipped reference models: load (plain F32 and xz-compressed F16)
  * and verify each against its card. Slow: vgg16 inflates to ~270 MB. */
 #include "testutil.h"

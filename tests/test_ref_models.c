@@ -1,3 +1,4 @@
+/* CWBA_TEST_SLOW: full-size models; runs in the Release build only (see tests/CMakeLists.txt). */
 /* The C networks against torchvision (tools/make_reference.py, committed
  * summaries in tests/data/ref/).
  *
