@@ -190,7 +190,8 @@ def timing_table(title, rows, names, flops, peak, per_sample_div, errors, note_f
     """rows: [(key, label, batch)], flops: per-sample flops by key."""
     out = []
     hdr = "| case | " + " | ".join("%s ms" % n for n in names) + " | " + \
-        " | ".join("%s / cwba" % n for n in names[1:]) + " | cwba GFLOP/s | cwba % of peak |"
+        " | ".join("%s / cwba" % n for n in names[1:]) + " | " + \
+        " | ".join("min: %s / cwba" % n for n in names[1:]) + " | cwba GFLOP/s | cwba % of peak |"
     out.append("### " + title)
     out.append("")
     out.append(hdr)
@@ -205,14 +206,16 @@ def timing_table(title, rows, names, flops, peak, per_sample_div, errors, note_f
                 cells.append(note_fn(key, n, e))
             else:
                 cells.append(fmt(1e3 * m[n] / per_sample_div(batch)))
-        ratios = [fmt(ratio(m[n], m["cwba"]), "x") for n in names[1:]]
+        mn = {n: min(res[n]) if res.get(n) else None for n in names}
+        ratios = [fmt(ratio(m[n], m["cwba"]), "x") for n in names[1:]] + \
+            [fmt(ratio(mn[n], mn["cwba"]), "x") for n in names[1:]]
         gf = flops.get(key)
         gfs = gf * batch / m["cwba"] / 1e9 if gf and m["cwba"] else None
         out.append("| %s | %s | %s | %s | %s |" % (
             label, " | ".join(cells), " | ".join(ratios), fmt(gfs),
             fmt(100 * gfs / peak if gfs and peak else None, "%", 2)))
         summary[key] = {"median_s": m, "samples": {n: len(res.get(n, [])) for n in names},
-                        "min_s": {n: min(res[n]) if res.get(n) else None for n in names},
+                        "min_s": mn,
                         "gflops_cwba": gfs, "batch": batch,
                         "ratio_vs_cwba": {n: ratio(m[n], m["cwba"]) for n in names[1:]}}
     out.append("")
@@ -304,7 +307,7 @@ def main():
                 rows = [("forward %s %d" % (ar, s), "%s %dx%d batch %d" % (ar, s, s, b), b,
                          res["forward %s %d" % (ar, s)]) for ar, s, b, _ in FORWARD]
                 out, summ = timing_table(
-                    "Forward pass (ms per batch; ratio > 1: cwba faster)", rows, names, flops,
+                    "Forward pass (median ms per batch; ratio > 1: cwba faster; min: ratio of the fastest repetitions)", rows, names, flops,
                     peak, lambda b: 1, errs, note)
                 results["forward"] = {"summary": summ, "errors": errs, "raw": res}
                 fails = [k for k, v in results["onnx_export"].items() if v.startswith("failed")]
@@ -324,7 +327,7 @@ def main():
                     res["probe %d b%d" % (s, b)]) for s, b, _ in PROBE]
                 pf = {"probe %d b%d" % (s, b): flops["probe %d" % s] for s, b, _ in PROBE}
                 out, summ = timing_table(
-                    "Probe pass (ms per pass = per perturbed copy; ratio > 1: cwba faster)", rows,
+                    "Probe pass (median ms per pass = per perturbed copy; ratio > 1: cwba faster; min: ratio of the fastest repetitions)", rows,
                     names, pf, peak, lambda b: b, errs, note)
                 best = min(summ["probe 64 b%d" % b]["median_s"]["cwba"] / b
                            for s, b, _ in PROBE if s == 64 and summ["probe 64 b%d" % b]["median_s"]["cwba"])

@@ -18,8 +18,11 @@ build=${BUILD:-$root/build}
 work=${CWBA_BENCH_WORK:-/tmp/cwba-bench}
 case $build in /*) ;; *) build=$PWD/$build ;; esac
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" --target cwba_bench -j2 >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
+if ! log=$(cmake --build "$build" --target cwba_bench -j2 2>&1); then
+  printf '%s\n' "$log" | tail -n 30 >&2
+  exit 1
+fi
 
 if [ ! -d "$here/node_modules/onnxruntime-node" ]; then
   (cd "$here" && npm install --ignore-scripts --no-package-lock --no-audit --no-fund >&2)

@@ -6,7 +6,8 @@
 #   CONFIGS="resnet18:layer3" experiments/run.sh   # one configuration
 #
 # Resumable: calibration appends one table row per image and resumes where it
-# stopped; evaluation runs in chunks of CHUNK test images whose JSON Lines are
+# stopped (changing CALIB_IMAGES after evaluation chunks exist would mix
+# tables: delete experiments/raw/<config> then); evaluation runs in chunks of CHUNK test images whose JSON Lines are
 # written atomically and skipped when present. Delete experiments/raw/ or
 # experiments/tables/ to start afresh.
 set -euo pipefail
@@ -15,7 +16,7 @@ ROOT=$(pwd)
 BIN=${CWBA:-$ROOT/build/cwba}
 EXP=$ROOT/experiments
 CONFIGS=${CONFIGS:-"resnet18:layer3 alexnet:features.5 vgg16:features.30 resnet18:layer2 resnet18:layer1"}
-CALIB_IMAGES=${CALIB_IMAGES:-32}   # training images per interval table (see README)
+CALIB_IMAGES=${CALIB_IMAGES:-16}   # training images per interval table (see README)
 EVAL_IMAGES=${EVAL_IMAGES:-1000}   # test images, every EVERY-th
 EVERY=${EVERY:-10}
 CHUNK=${CHUNK:-100}

@@ -5,8 +5,9 @@
  * exact), so it depends only on (c, n_c). A greedy step changes one n_c, so
  * only one new probe error is needed per step: the greedy is a merge of the
  * per-channel sequences e_c(1), e_c(2), ... The cache below stores every e_c(n)
- * computed for one image and computes a channel's next values ahead of need,
- * several per back-end call, so the CNN back end runs in batches.
+ * computed for one image; every miss fills a whole back-end call with the
+ * values most likely needed next (see probe_get), so the CNN back end runs in
+ * full batches.
  * cwba_calibrate_image_naive keeps the original's method (all C probes at
  * every step) as the reference the fast path is tested against. */
 #include "quant/quant_internal.h"
@@ -15,6 +16,16 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A candidate value for batch filling (see probe_get). */
+struct cand {
+    float prio; /* e_c(m-1), exact or predicted */
+    int c;
+    long m;     /* next value to compute: e_c(m) */
+    long a;     /* index of the last known value (prediction base) */
+    float va;   /* e_c(a) */
+};
+typedef struct cand cand;
 
 struct cwba_probe_cache {
     cwba_backend be;
@@ -32,7 +43,7 @@ struct cwba_probe_cache {
     uint64_t *keys;
     float *vals;
     size_t cap, used;
-    int *spec;           /* (C) speculation window of each channel's next refill */
+    cand *heap;          /* (C) batch-filling candidates */
     int *work_c, *work_n;/* (batch) pending probes */
     float *work_e;       /* (batch) */
 };
@@ -97,7 +108,7 @@ void cwba_probe_cache_free(cwba_probe_cache *pc)
     free(pc->lut);
     free(pc->keys);
     free(pc->vals);
-    free(pc->spec);
+    free(pc->heap);
     free(pc->work_c);
     free(pc->work_n);
     free(pc->work_e);
@@ -136,19 +147,18 @@ cwba_status cwba_probe_cache_create(const cwba_backend *be, cwba_quant q, const 
     pc->lut = malloc((size_t)pc->HW * sizeof(float));
     pc->keys = calloc(pc->cap, sizeof *pc->keys);
     pc->vals = malloc(pc->cap * sizeof *pc->vals);
-    pc->spec = malloc((size_t)pc->C * sizeof *pc->spec);
+    pc->heap = malloc((size_t)pc->C * sizeof *pc->heap);
     pc->work_c = malloc((size_t)pc->batch * sizeof *pc->work_c);
     pc->work_n = malloc((size_t)pc->batch * sizeof *pc->work_n);
     pc->work_e = malloc((size_t)pc->batch * sizeof *pc->work_e);
     if (!pc->x || !pc->y0 || !pc->feat || !pc->logits || !pc->lut || !pc->keys || !pc->vals ||
-        !pc->spec || !pc->work_c || !pc->work_n || !pc->work_e) {
+        !pc->heap || !pc->work_c || !pc->work_n || !pc->work_e) {
         cwba_probe_cache_free(pc);
         return cwba_fail(err, CWBA_E_NOMEM, "probe cache: out of memory (C=%d, HW=%d, batch=%d)",
                          be->C, be->H * be->W, be->max_batch);
     }
     memcpy(pc->x, x, count * sizeof(float));
     for (int b = 0; b < pc->batch; b++) memcpy(pc->feat + (size_t)b * count, x, count * sizeof(float));
-    for (int c = 0; c < pc->C; c++) pc->spec[c] = 1;
     if (y0) {
         memcpy(pc->y0, y0, (size_t)be->K * sizeof(float));
         for (int k = 0; k < be->K; k++)
@@ -282,31 +292,124 @@ static cwba_status flush_work(cwba_probe_cache *pc, int count, cwba_alloc_stats 
     return st;
 }
 
-/* e_c(n), computing it on a miss together with up to limit-1 following values
- * of the same channel (the speculation window doubles on each refill of that
- * channel, up to CWBA_SPEC_MAX). `limit` >= 1 is how many of the channel's
- * values the caller could still need. */
-static cwba_status probe_get(cwba_probe_cache *pc, int c, int n, long limit, float *e,
-                             cwba_alloc_stats *stats, cwba_error *err)
+/* Batch filling. A miss of e_c(n) costs a back-end call anyway, so the call
+ * is filled (up to the batch size) with the values the greedy is most likely
+ * to ask for next. The greedy asks for e_k(m) right after picking channel k
+ * at n_k = m-1, i.e. when e_k(m-1) is the largest current error, and it picks
+ * levels in roughly decreasing order of that error. So the candidate (k, m)
+ * gets the priority e_k(m-1): exact when that value is cached, otherwise
+ * predicted from the channel's last known value e_k(a) as e_k(a) * (a/m')^2
+ * (quantization MSE falls like the squared step size, 1/n^2). The best
+ * candidates are taken from a max-heap over channels.
+ *
+ * Bounds that keep the speculation honest (the values themselves never
+ * depend on it: e_k(m) is a function of (k, m) only, and the back end is
+ * batch-invariant):
+ *  - a channel's values are never computed beyond n_k + CWBA_SPEC_MAX - 1
+ *    (n_k its current interval count), so at most CWBA_SPEC_MAX - 1 values
+ *    per channel and greedy run are left unused;
+ *  - a call holds at most `limit` values, the number the remaining greedy
+ *    steps can still use in total. */
+
+/* Priority order: larger error first, ties to the lower channel. */
+static int cand_before(const cand *x, const cand *y)
 {
-    if (cache_lookup(pc, c, n, e)) return CWBA_OK;
-    long k = pc->spec[c];
-    if (k > limit) k = limit;
-    if (k > pc->batch) k = pc->batch;
-    if (k < 1) k = 1;
-    if (pc->spec[c] < CWBA_SPEC_MAX) pc->spec[c] *= 2;
+    return x->prio > y->prio || (x->prio == y->prio && x->c < y->c);
+}
+
+static void heap_down(cand *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, b = i;
+        if (l < n && cand_before(&h[l], &h[b])) b = l;
+        if (r < n && cand_before(&h[r], &h[b])) b = r;
+        if (b == i) return;
+        cand t = h[i];
+        h[i] = h[b];
+        h[b] = t;
+        i = b;
+    }
+}
+
+/* Moves cd to the first uncached index after cd->m - 1 that is within the
+ * channel's cap, updating the priority from the cached values passed over.
+ * Returns 0 when there is none. */
+static int cand_settle(const cwba_probe_cache *pc, cand *cd, long cap)
+{
+    float v;
+    while (cd->m <= cap && cache_lookup(pc, cd->c, (int)cd->m, &v)) {
+        cd->a = cd->m;
+        cd->va = v;
+        cd->prio = v;
+        cd->m++;
+    }
+    if (cd->m > cap) return 0;
+    if (cd->a != cd->m - 1) {
+        /* e_c(m-1) itself is being computed in this call or later: predict. */
+        double r = (double)cd->a / (double)(cd->m - 1);
+        cd->prio = (float)((double)cd->va * r * r);
+    }
+    return 1;
+}
+
+static long channel_cap(int n)
+{
+    return (long)n + CWBA_SPEC_MAX - 1 < (long)INT_MAX ? (long)n + CWBA_SPEC_MAX - 1 : INT_MAX;
+}
+
+/* e_c(n[c]) after the greedy raised n[c] (cur[c] still holds e_c(n[c]-1), cur
+ * of the other channels their current errors), computing it on a miss in one
+ * back-end call filled with up to min(batch, limit) - 1 likely next values.
+ * `limit` >= 1 is how many values the remaining greedy steps could use. */
+static cwba_status probe_get(cwba_probe_cache *pc, const int *n, const float *cur, int c,
+                             long limit, float *e, cwba_alloc_stats *stats, cwba_error *err)
+{
+    if (cache_lookup(pc, c, n[c], e)) return CWBA_OK;
+    long budget = limit < pc->batch ? limit : pc->batch;
     int count = 0;
-    for (long j = 0; j < k && (long)n + j <= INT_MAX; j++) {
-        int nj = n + (int)j;
-        if (j > 0 && cache_lookup(pc, c, nj, NULL)) continue;
-        pc->work_c[count] = c;
-        pc->work_n[count] = nj;
-        count++;
+    pc->work_c[count] = c;
+    pc->work_n[count] = n[c];
+    count++;
+    if (budget > 1) {
+        cand *h = pc->heap;
+        int hn = 0;
+        for (int k = 0; k < pc->C; k++) {
+            cand cd;
+            cd.c = k;
+            if (k == c) {
+                /* e_c(n) is in this call: its successors are predicted from
+                 * e_c(n-1). */
+                cd.a = (long)n[c] - 1;
+                cd.va = cur[c];
+                cd.m = (long)n[c] + 1;
+            } else {
+                cd.a = n[k];
+                cd.va = cur[k];
+                cd.m = (long)n[k] + 1;
+            }
+            cd.prio = cd.va;
+            if (cand_settle(pc, &cd, channel_cap(n[k]))) h[hn++] = cd;
+        }
+        for (int i = hn / 2 - 1; i >= 0; i--) heap_down(h, hn, i);
+        while (count < budget && hn > 0) {
+            cand *top = &h[0];
+            pc->work_c[count] = top->c;
+            pc->work_n[count] = (int)top->m;
+            count++;
+            /* Next candidate of the same channel. */
+            top->m++;
+            if (cand_settle(pc, top, channel_cap(n[top->c])))
+                heap_down(h, hn, 0);
+            else {
+                h[0] = h[--hn];
+                heap_down(h, hn, 0);
+            }
+        }
     }
     cwba_status st = flush_work(pc, count, stats, err);
     if (st != CWBA_OK) return st;
-    if (!cache_lookup(pc, c, n, e))
-        return cwba_fail(err, CWBA_E_INTERNAL, "probe cache lost e_%d(%d)", c, n);
+    if (!cache_lookup(pc, c, n[c], e))
+        return cwba_fail(err, CWBA_E_INTERNAL, "probe cache lost e_%d(%d)", c, n[c]);
     return CWBA_OK;
 }
 
@@ -354,7 +457,7 @@ cwba_status cwba__greedy_run(cwba_probe_cache *pc, int *n, long steps, long hori
         if (stats) stats->steps++;
         /* The new error is needed only if another step follows here; the
          * channel can use at most (horizon - s - 1) further values. */
-        if (s + 1 < steps) st = probe_get(pc, best, n[best], horizon - s - 1, &cur[best], stats, err);
+        if (s + 1 < steps) st = probe_get(pc, n, cur, best, horizon - s - 1, &cur[best], stats, err);
     }
     free(cur);
     return st;

@@ -4,10 +4,10 @@
 
 #include "cwba/quant.h"
 
-/* Largest number of probe errors computed ahead for one channel in one
- * back-end call (the speculation window grows 1, 2, 4, ... up to this). The
- * speculative passes that are never used are at most CWBA_SPEC_MAX - 1 per
- * channel and per greedy run; tests assert that bound. */
+/* Speculation depth: a channel's probe errors are computed ahead of need at
+ * most up to n_c + CWBA_SPEC_MAX - 1, so the speculative passes that are
+ * never used are at most CWBA_SPEC_MAX - 1 per channel and per greedy run;
+ * tests assert that bound. */
 #define CWBA_SPEC_MAX 16
 
 /* A batch buffer larger than this many bytes is cut down (the callback may
