@@ -28,4 +28,4 @@ if [ ! -d "$here/node_modules/onnxruntime-node" ]; then
   (cd "$here" && npm install --ignore-scripts --no-package-lock --no-audit --no-fund >&2)
 fi
 
-exec /usr/bin/python3 "$here/bench.py" --build "$build" --work "$work" "$@"
+exec /usr/bin/python3 "$root/tools/bench.py" --build "$build" --work "$work" "$@"

@@ -97,6 +97,8 @@ def fmt(v, unit="", digits=3):
         return "n/a"
     if isinstance(v, str):
         return v
+    if abs(v) >= 10 ** digits:
+        return "%.0f%s" % (v, unit)
     return ("%." + str(digits) + "g%s") % (v, unit)
 
 
@@ -294,7 +296,7 @@ def main():
         servers = [Server("cwba", [cwba_bin, "serve", a.work], env),
                    Server("torch", [PY, os.path.join(ROOT, "tools", "bench_torch.py"), "serve",
                                     a.work], tenv),
-                   Server("ort", ["node", os.path.join(HERE, "ort_bench.js"), "serve", a.work,
+                   Server("ort", ["node", os.path.join(ROOT, "bench", "ort_bench.js"), "serve", a.work,
                                   onnx_dir], env)]
         results["contenders"] = {s.name: s.hello for s in servers}
         names = [s.name for s in servers]
@@ -358,7 +360,7 @@ def main():
             for name, cmd, e in (
                     ("cwba", [cwba_bin, "mem"] + args + [a.work], env),
                     ("torch", [PY, os.path.join(ROOT, "tools", "bench_torch.py"), "mem"] + args + [a.work], tenv),
-                    ("ort", ["node", os.path.join(HERE, "ort_bench.js"), "mem"] + args + [a.work, onnx_dir], env)):
+                    ("ort", ["node", os.path.join(ROOT, "bench", "ort_bench.js"), "mem"] + args + [a.work, onnx_dir], env)):
                 try:
                     row[name] = run_json(cmd, env=e, timeout=900)
                 except Exception as ex:  # e.g. no ONNX model for this case
@@ -426,9 +428,9 @@ def main():
             o = run_json([PY, os.path.join(ROOT, "tools", "original_method.py"), "evaluate", ar,
                           str(s), sp, "2", "40", str(osteps), "1"], env=tenv, timeout=3000)
             ev[key] = {"cwba": c, "original": o}
-            out.append("| %s %s (%s) | %dx%dx%d | %.3g | %.0f | %.3g (%d of %.0f steps timed) | %.0f | **%.0fx** |" % (
+            out.append("| %s %s (%s) | %dx%dx%d | %.3g | %.0f | %s (%d of %.0f steps timed) | %.0f | **%.0fx** |" % (
                 ar, sp, "synthetic 1000-class" if s == 224 else "Fashion-MNIST model", c["C"], c["H"],
-                c["W"], c["seconds_per_image"], c["passes_per_image"], o["seconds_per_image"],
+                c["W"], c["seconds_per_image"], c["passes_per_image"], fmt(o["seconds_per_image"]),
                 o["measured_steps"], o["online_steps"], o["passes_per_image"],
                 o["seconds_per_image"] / c["seconds_per_image"]))
             log("  %s done" % key)
@@ -453,13 +455,13 @@ def main():
                           "resnet18", str(s), "layer3", str(osteps), "1"], env=tenv, timeout=3000)
             cal[s] = {"cwba": c, "original": o}
             C, steps = c["C"], c["total_steps"]
-            out.append("| %dx%d (%dx%dx%d) | %.3g%s | %.0f%s | %d | %d | %.3g (%d of %d steps timed, "
+            out.append("| %dx%d (%dx%dx%d) | %.3g%s | %.0f%s | %d | %d | %s (%d of %d steps timed, "
                        "extrapolated) | **%.0fx** |" % (
                            s, s, C, c["H"], c["W"], c["seconds_per_image"],
                            " (%d of %d steps timed, extrapolated)" % (c["measured_steps_per_image"], steps)
                            if c["bounded"] else "", c["passes_per_image"],
                            " (extrapolated)" if c["bounded"] else "", C + steps, C * steps,
-                           o["seconds_per_image"], o["measured_steps"], steps,
+                           fmt(o["seconds_per_image"]), o["measured_steps"], steps,
                            o["seconds_per_image"] / c["seconds_per_image"]))
             log("  calibration %d done" % s)
         out.append("")
