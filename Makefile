@@ -57,8 +57,18 @@ demo: build
 
 # Performance figures of docs/performance.md: cwba vs PyTorch and ONNX Runtime
 # in one run (takes tens of minutes; see bench/run.sh).
+BENCH_PACKAGES = python3-torch python3-torchvision python3-numpy libopenblas0-pthread nodejs npm
 bench: deps
+	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 	BUILD=$(BUILD) bench/run.sh
+
+# Every table and plot of experiments/README.md (resumable; hours).
+experiments: build
+	experiments/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
