@@ -467,6 +467,8 @@ void nn_gemm_run(nn_pool *pool, const nn_gemm *g, float *const *scratch)
     nn_pool_run(pool, run_task, &rc);
 }
 
+void nn_gemm_epilogue_only(const nn_gemm *g) { epilogue(&g->ep, g->c, g->ldc, 0, g->m, 0, g->n); }
+
 void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
                  float *c, size_t ldc)
 {

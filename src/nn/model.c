@@ -35,6 +35,8 @@ typedef struct conv_layer {
     char prefix[48];  /* torchvision module path, e.g. "layer2.0.downsample.0" */
     float *apack;     /* packed (cout, cin*k*k) */
     float *bias;      /* (cout) or NULL */
+    int use_taps;     /* small plane with much padding: run through taps */
+    nn_tapconv taps;
 } conv_layer;
 
 typedef struct bn_layer {
@@ -78,10 +80,13 @@ struct cwba_model {
     int pool_out; /* adaptive average pool output side */
     linear_layer lin[MAX_LINEAR];
     int nlin;
+    int pool_folded; /* lin[0] reads the unpooled (C, h, w) feature (fold_pool) */
     size_t max_act;      /* floats per sample of the largest activation */
     long max_cols;       /* largest GEMM width per sample (output plane) */
     size_t scratch_floats;
+    size_t tap_floats;   /* per sample, of tapbuf */
     /* workspace, grown on demand */
+    float *tapbuf;
     int ws_batch;
     float *buf[4];
     nn_pool *pool;
@@ -454,12 +459,28 @@ static const float *tensor(const cwba_weights *w, const char *prefix, const char
     return e ? e->data : NULL; /* presence and shape already checked */
 }
 
-static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w)
+/* Padded share of the im2col matrix above which a convolution skips the
+ * padding taps (tapconv.c): below it the extra GEMM calls and the gather /
+ * scatter cost more than the multiply-adds saved. */
+#define TAPS_MIN_PADDED 0.2
+
+/* h, w: the input plane the convolution sees in this model. */
+static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h, int wd)
 {
     int kdim = c->cin * c->k * c->k;
+    const float *wt = tensor(w, c->prefix, "weight");
     c->apack = nn_alloc_floats(nn_gemm_packed_a_size(c->cout, kdim));
     if (!c->apack) return 0;
-    nn_gemm_pack_a(c->cout, kdim, tensor(w, c->prefix, "weight"), (size_t)kdim, c->apack);
+    nn_gemm_pack_a(c->cout, kdim, wt, (size_t)kdim, c->apack);
+    nn_conv_geom g = {.cin = c->cin, .h = h, .w = wd, .k = c->k, .stride = c->stride, .pad = c->pad};
+    g.oh = nn_out_side(h, c->k, c->stride, c->pad);
+    g.ow = nn_out_side(wd, c->k, c->stride, c->pad);
+    if (c->pad > 0 && nn_tapconv_padded_fraction(&g) > TAPS_MIN_PADDED) {
+        if (!nn_tapconv_init(&c->taps, &g, c->cout, wt)) return 0;
+        c->use_taps = 1;
+        size_t t = nn_tapconv_tmp_floats(&c->taps, 1);
+        if (t > m->tap_floats) m->tap_floats = t;
+    }
     if (c->has_bias && !(c->bias = copy_floats(tensor(w, c->prefix, "bias"), (size_t)c->cout)))
         return 0;
     size_t need = nn_gemm_scratch_size(kdim);
@@ -478,24 +499,80 @@ static int load_bn(bn_layer *b, const cwba_weights *w)
     return 1;
 }
 
+/* Folds the adaptive average pool into the first linear layer when the pool
+ * only replicates or averages a smaller plane (AlexNet at 64 px: 256x1x1 ->
+ * 6x6 before a 9216-input layer; VGG16: 512x2x2 -> 7x7 before 25088 inputs):
+ * W_eff[o, c*hw + i] = sum over the pooled cells q whose window holds input
+ * i of W[o, c*p*p + q] / |window(q)|, summed in double and rounded once. The
+ * layer then reads the (C, h, w) feature directly (k = C*h*w instead of
+ * C*p*p), for every pass including the plain forward, so front + back still
+ * equals forward. Not bit-identical to pooling first (a different summation
+ * order); docs/performance.md states the effect. Returns 1 when memory is
+ * short, 0 otherwise (folded or not applicable). */
+#define FOLD_POOL 1 /* 0 restores the unfolded head (the pre-fold float results) */
+static int fold_pool(cwba_model *m, linear_layer *l, const float *wt)
+{
+    const unit *last = &m->units[m->nunits - 1];
+    const int c = last->out_c, h = last->out_h, wd = last->out_w, p = m->pool_out;
+    const int hw = h * wd, pp = p * p;
+    if (!FOLD_POOL || hw >= pp) return 0;
+    int kin = c * hw;
+    double *acc = malloc(sizeof(double) * (size_t)kin);
+    float *weff = malloc(sizeof(float) * (size_t)l->out * (size_t)kin);
+    l->apack = nn_alloc_floats(nn_gemm_packed_a_size(l->out, kin));
+    if (!acc || !weff || !l->apack) {
+        free(acc);
+        free(weff);
+        return 1;
+    }
+    for (int o = 0; o < l->out; o++) {
+        const float *row = wt + (size_t)o * l->in;
+        memset(acc, 0, sizeof(double) * (size_t)kin);
+        for (int y = 0; y < p; y++) {
+            int h0 = (int)((long)y * h / p), h1 = (int)(((long)(y + 1) * h + p - 1) / p);
+            for (int x = 0; x < p; x++) {
+                int w0 = (int)((long)x * wd / p), w1 = (int)(((long)(x + 1) * wd + p - 1) / p);
+                double inv = 1.0 / ((double)(h1 - h0) * (double)(w1 - w0));
+                for (int ch = 0; ch < c; ch++) {
+                    double v = (double)row[(size_t)ch * pp + (size_t)y * p + x] * inv;
+                    for (int i = h0; i < h1; i++)
+                        for (int j = w0; j < w1; j++) acc[(size_t)ch * hw + (size_t)i * wd + j] += v;
+                }
+            }
+        }
+        for (int k = 0; k < kin; k++) weff[(size_t)o * kin + k] = (float)acc[k];
+    }
+    nn_gemm_pack_a(l->out, kin, weff, (size_t)kin, l->apack);
+    free(acc);
+    free(weff);
+    l->in = kin;
+    m->pool_folded = 1;
+    return 0;
+}
+
 static int load_all(cwba_model *m, const cwba_weights *w)
 {
     for (int i = 0; i < m->nunits; i++) {
         unit *u = &m->units[i];
-        if (u->kind == U_CONV && !load_conv(m, &u->conv, w)) return 0;
+        if (u->kind == U_CONV && !load_conv(m, &u->conv, w, u->in_h, u->in_w)) return 0;
         if (u->kind == U_BN && !load_bn(&u->bn, w)) return 0;
         if (u->kind == U_BLOCK) {
-            if (!load_conv(m, &u->conv, w) || !load_bn(&u->bn, w) || !load_conv(m, &u->conv2, w) ||
-                !load_bn(&u->bn2, w))
+            if (!load_conv(m, &u->conv, w, u->in_h, u->in_w) || !load_bn(&u->bn, w) ||
+                !load_conv(m, &u->conv2, w, u->out_h, u->out_w) || !load_bn(&u->bn2, w))
                 return 0;
-            if (u->has_down && (!load_conv(m, &u->down, w) || !load_bn(&u->down_bn, w))) return 0;
+            if (u->has_down &&
+                (!load_conv(m, &u->down, w, u->in_h, u->in_w) || !load_bn(&u->down_bn, w)))
+                return 0;
         }
     }
     for (int i = 0; i < m->nlin; i++) {
         linear_layer *l = &m->lin[i];
-        l->apack = nn_alloc_floats(nn_gemm_packed_a_size(l->out, l->in));
-        if (!l->apack) return 0;
-        nn_gemm_pack_a(l->out, l->in, tensor(w, l->prefix, "weight"), (size_t)l->in, l->apack);
+        if (i == 0 && fold_pool(m, l, tensor(w, l->prefix, "weight"))) return 0;
+        if (!l->apack) {
+            l->apack = nn_alloc_floats(nn_gemm_packed_a_size(l->out, l->in));
+            if (!l->apack) return 0;
+            nn_gemm_pack_a(l->out, l->in, tensor(w, l->prefix, "weight"), (size_t)l->in, l->apack);
+        }
         if (!(l->bias = copy_floats(tensor(w, l->prefix, "bias"), (size_t)l->out))) return 0;
         size_t need = nn_gemm_scratch_size(l->in);
         if (need > m->scratch_floats) m->scratch_floats = need;
@@ -507,6 +584,7 @@ static void free_conv(conv_layer *c)
 {
     free(c->apack);
     free(c->bias);
+    nn_tapconv_free(&c->taps);
 }
 
 static void free_bn(bn_layer *b)
@@ -521,6 +599,8 @@ static void free_workspace(cwba_model *m)
         free(m->buf[i]);
         m->buf[i] = NULL;
     }
+    free(m->tapbuf);
+    m->tapbuf = NULL;
     m->ws_batch = 0;
     if (m->scratch) {
         for (int t = 0; t < nn_pool_size(m->pool); t++) free(m->scratch[t]);
@@ -681,16 +761,20 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
     cwba_status st = ensure_threads(m, err);
     if (st) return st;
     if (batch <= m->ws_batch) return CWBA_OK;
-    size_t n;
+    size_t n, nt;
     if ((long)batch > INT_MAX / 4 / m->max_cols || !cwba_size_mul(m->max_act, (size_t)batch, &n) ||
-        n > SIZE_MAX / sizeof(float))
+        n > SIZE_MAX / sizeof(float) || !cwba_size_mul(m->tap_floats, (size_t)batch, &nt) ||
+        nt > SIZE_MAX / sizeof(float))
         return cwba_fail(err, CWBA_E_ARG, "batch of %d images is too large for %s at %d px", batch,
                          cwba_arch_name(m->arch), m->input_size);
     for (int i = 0; i < 4; i++) {
         free(m->buf[i]);
         m->buf[i] = NULL;
     }
+    free(m->tapbuf);
     m->ws_batch = 0;
+    if (!(m->tapbuf = nn_alloc_floats(nt)))
+        return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
     for (int i = 0; i < 4; i++) {
         m->buf[i] = nn_alloc_floats(n);
         if (!m->buf[i]) {
@@ -712,6 +796,14 @@ static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int b
     nn_conv_geom g = {.cin = cv->cin, .h = h, .w = w, .k = cv->k, .stride = cv->stride, .pad = cv->pad};
     g.oh = nn_out_side(h, cv->k, cv->stride, cv->pad);
     g.ow = nn_out_side(w, cv->k, cv->stride, cv->pad);
+    /* Taps only pay once every group's GEMM spans two column panels: with
+     * fewer columns the weights are streamed per group and dominate (the
+     * restricted weights of all groups are larger than the full ones). */
+    if (cv->use_taps && cv->taps.geom.h == h && cv->taps.geom.w == w &&
+        (long)batch * cv->taps.min_npos >= 2 * NN_NR) {
+        nn_tapconv_run(m->pool, &cv->taps, in, batch, out, ep, m->scratch, m->tapbuf);
+        return;
+    }
     nn_gemm gm = {.m = cv->cout, .n = batch * g.oh * g.ow, .k = cv->cin * cv->k * cv->k,
                   .apack = cv->apack, .c = out, .ep = *ep};
     gm.ldc = (size_t)gm.n;
@@ -873,11 +965,17 @@ static void run_head(cwba_model *m, int batch, int cur, float *logits)
     const unit *last = &m->units[m->nunits - 1];
     int c = last->out_c, p = m->pool_out;
     size_t pp = (size_t)p * p;
-    int pooled = other_buf(cur, -1, -1);
-    /* (C, batch, p, p) */
-    plane_job pj = {.op = P_AVGPOOL, .in = m->buf[cur], .out = m->buf[pooled], .planes = c * batch,
-                    .h = last->out_h, .w = last->out_w, .oh = p, .ow = p};
-    run_planes(m, &pj, (size_t)c * batch * (last->out_h * last->out_w + pp));
+    int pooled = cur;
+    if (m->pool_folded) {
+        /* The first linear layer reads the (C, h, w) plane itself. */
+        pp = (size_t)last->out_h * last->out_w;
+    } else {
+        /* (C, batch, p, p) */
+        pooled = other_buf(cur, -1, -1);
+        plane_job pj = {.op = P_AVGPOOL, .in = m->buf[cur], .out = m->buf[pooled],
+                        .planes = c * batch, .h = last->out_h, .w = last->out_w, .oh = p, .ow = p};
+        run_planes(m, &pj, (size_t)c * batch * (last->out_h * last->out_w + pp));
+    }
     int x = pooled;
     if (pp > 1) {
         /* torch.flatten of (batch, C, p, p): feature index c*p*p + q; here as

@@ -86,6 +86,9 @@ size_t nn_gemm_scratch_size(int k);
  * count. scratch[t] holds nn_gemm_scratch_size(k) floats for thread t. */
 void nn_gemm_run(nn_pool *pool, const nn_gemm *g, float *const *scratch);
 
+/* Applies only g's epilogue to C (a product with k = 0, whose chains are +0). */
+void nn_gemm_epilogue_only(const nn_gemm *g);
+
 /* Scalar reference of the same arithmetic (tests): C(m,n) = A(m,k)*B(k,n). */
 void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
                  float *c, size_t ldc);
@@ -118,6 +121,38 @@ typedef struct nn_matrix_ctx {
     size_t ld;
 } nn_matrix_ctx;
 void nn_pack_b_matrix(const void *ctx, int p0, int np, int k0, int kc, float *dst);
+
+/* Convolution that skips padding taps (tapconv.c): output positions grouped
+ * by their window of valid taps [ky0, ky1) x [kx0, kx1), one GEMM per group
+ * with the weights restricted to the window. Bit-identical to the im2col
+ * path (see tapconv.c); worth it on small planes with much padding. */
+typedef struct nn_tapgroup {
+    int ky0, ky1, kx0, kx1;
+    int kdim;      /* cin * window taps */
+    int npos;      /* output positions oy*ow+ox in the group, raster order */
+    int *pos;      /* (npos) */
+    float *apack;  /* packed (cout, kdim) */
+} nn_tapgroup;
+
+typedef struct nn_tapconv {
+    nn_conv_geom geom;
+    int cout;
+    int ngroups, min_npos, max_npos;
+    nn_tapgroup *groups;
+} nn_tapconv;
+
+/* Share of the im2col entries that are padding for this geometry. */
+double nn_tapconv_padded_fraction(const nn_conv_geom *g);
+/* w is the (cout, cin, k, k) weight. Returns 0 when memory is short (t is
+ * then empty). */
+int nn_tapconv_init(nn_tapconv *t, const nn_conv_geom *g, int cout, const float *w);
+void nn_tapconv_free(nn_tapconv *t); /* NULL or empty accepted */
+/* Floats of `tmp` nn_tapconv_run needs for a batch. */
+size_t nn_tapconv_tmp_floats(const nn_tapconv *t, int batch);
+/* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue (its
+ * res has the output's layout); scratch as for nn_gemm_run. */
+void nn_tapconv_run(nn_pool *pool, const nn_tapconv *t, const float *in, int batch, float *out,
+                    const nn_epilogue *ep, float *const *scratch, float *tmp);
 
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */

@@ -19,11 +19,9 @@
 
 /* A candidate value for batch filling (see probe_get). */
 struct cand {
-    float prio; /* e_c(m-1), exact or predicted */
+    float prio; /* how soon e_c(m) is likely needed (see probe_get) */
     int c;
-    long m;     /* next value to compute: e_c(m) */
-    long a;     /* index of the last known value (prediction base) */
-    float va;   /* e_c(a) */
+    long m;     /* the value to compute: e_c(m) */
 };
 typedef struct cand cand;
 
@@ -43,7 +41,10 @@ struct cwba_probe_cache {
     uint64_t *keys;
     float *vals;
     size_t cap, used;
+    int *spec;           /* (C) window of each channel's next own refill */
     cand *heap;          /* (C) batch-filling candidates */
+    long spec_out;       /* speculative values computed and not yet used */
+    long spec_budget;    /* bound on spec_out: C * (CWBA_SPEC_MAX - 1) */
     int *work_c, *work_n;/* (batch) pending probes */
     float *work_e;       /* (batch) */
 };
@@ -109,6 +110,7 @@ void cwba_probe_cache_free(cwba_probe_cache *pc)
     free(pc->keys);
     free(pc->vals);
     free(pc->heap);
+    free(pc->spec);
     free(pc->work_c);
     free(pc->work_n);
     free(pc->work_e);
@@ -148,16 +150,19 @@ cwba_status cwba_probe_cache_create(const cwba_backend *be, cwba_quant q, const 
     pc->keys = calloc(pc->cap, sizeof *pc->keys);
     pc->vals = malloc(pc->cap * sizeof *pc->vals);
     pc->heap = malloc((size_t)pc->C * sizeof *pc->heap);
+    pc->spec = malloc((size_t)pc->C * sizeof *pc->spec);
     pc->work_c = malloc((size_t)pc->batch * sizeof *pc->work_c);
     pc->work_n = malloc((size_t)pc->batch * sizeof *pc->work_n);
     pc->work_e = malloc((size_t)pc->batch * sizeof *pc->work_e);
     if (!pc->x || !pc->y0 || !pc->feat || !pc->logits || !pc->lut || !pc->keys || !pc->vals ||
-        !pc->heap || !pc->work_c || !pc->work_n || !pc->work_e) {
+        !pc->heap || !pc->spec || !pc->work_c || !pc->work_n || !pc->work_e) {
         cwba_probe_cache_free(pc);
         return cwba_fail(err, CWBA_E_NOMEM, "probe cache: out of memory (C=%d, HW=%d, batch=%d)",
                          be->C, be->H * be->W, be->max_batch);
     }
     memcpy(pc->x, x, count * sizeof(float));
+    pc->spec_budget = (long)pc->C * (CWBA_SPEC_MAX - 1);
+    for (int c = 0; c < pc->C; c++) pc->spec[c] = 1;
     for (int b = 0; b < pc->batch; b++) memcpy(pc->feat + (size_t)b * count, x, count * sizeof(float));
     if (y0) {
         memcpy(pc->y0, y0, (size_t)be->K * sizeof(float));
@@ -293,21 +298,28 @@ static cwba_status flush_work(cwba_probe_cache *pc, int count, cwba_alloc_stats 
 }
 
 /* Batch filling. A miss of e_c(n) costs a back-end call anyway, so the call
- * is filled (up to the batch size) with the values the greedy is most likely
- * to ask for next. The greedy asks for e_k(m) right after picking channel k
- * at n_k = m-1, i.e. when e_k(m-1) is the largest current error, and it picks
- * levels in roughly decreasing order of that error. So the candidate (k, m)
- * gets the priority e_k(m-1): exact when that value is cached, otherwise
- * predicted from the channel's last known value e_k(a) as e_k(a) * (a/m')^2
- * (quantization MSE falls like the squared step size, 1/n^2). The best
- * candidates are taken from a max-heap over channels.
+ * is filled (up to the batch size) with values the greedy is likely to ask
+ * for soon:
+ *  - channel c's own next values e_c(n+1), ...: a window that doubles on
+ *    each refill of c, up to CWBA_SPEC_MAX (a channel picked once tends to
+ *    be picked again, and the further ahead the less surely);
+ *  - then the next unknown value of other channels. The greedy asks for
+ *    e_k(m) right after picking k at level m-1, and to get there it must have
+ *    picked k at every level n_k .. m-1, so the candidate (k, m) gets the
+ *    priority min(e_k(n_k), ..., e_k(m-1)) over the known values (errors are
+ *    not monotone in n: a channel held back by a low current error must not
+ *    be computed ahead on a high later one). Only candidates whose whole
+ *    chain is known are taken; the highest priorities win.
+ * Predicting deeper values from a model (MSE ~ 1/n^2) was tried and left
+ * out: errors through a CNN back end plateau and drop with n, and the
+ * predicted values were mostly never used.
  *
  * Bounds that keep the speculation honest (the values themselves never
  * depend on it: e_k(m) is a function of (k, m) only, and the back end is
  * batch-invariant):
- *  - a channel's values are never computed beyond n_k + CWBA_SPEC_MAX - 1
- *    (n_k its current interval count), so at most CWBA_SPEC_MAX - 1 values
- *    per channel and greedy run are left unused;
+ *  - at most C * (CWBA_SPEC_MAX - 1) speculative values are outstanding
+ *    (computed, not yet asked for) at any time, so at most that many are
+ *    ever left unused per calibration image;
  *  - a call holds at most `limit` values, the number the remaining greedy
  *    steps can still use in total. */
 
@@ -331,81 +343,66 @@ static void heap_down(cand *h, int n, int i)
     }
 }
 
-/* Moves cd to the first uncached index after cd->m - 1 that is within the
- * channel's cap, updating the priority from the cached values passed over.
- * Returns 0 when there is none. */
-static int cand_settle(const cwba_probe_cache *pc, cand *cd, long cap)
+/* The first unknown value e_k(m), m > n_k, of channel k and its priority
+ * (the minimum of the known e_k(n_k .. m-1)); 0 if m would pass `cap`. */
+static int cand_of(const cwba_probe_cache *pc, int k, int nk, float cur, long cap, cand *cd)
 {
     float v;
-    while (cd->m <= cap && cache_lookup(pc, cd->c, (int)cd->m, &v)) {
-        cd->a = cd->m;
-        cd->va = v;
-        cd->prio = v;
+    cd->c = k;
+    cd->prio = cur;
+    cd->m = (long)nk + 1;
+    while (cd->m <= cap && cache_lookup(pc, k, (int)cd->m, &v)) {
+        if (v < cd->prio) cd->prio = v;
         cd->m++;
     }
-    if (cd->m > cap) return 0;
-    if (cd->a != cd->m - 1) {
-        /* e_c(m-1) itself is being computed in this call or later: predict. */
-        double r = (double)cd->a / (double)(cd->m - 1);
-        cd->prio = (float)((double)cd->va * r * r);
-    }
-    return 1;
+    return cd->m <= cap;
 }
 
-static long channel_cap(int n)
-{
-    return (long)n + CWBA_SPEC_MAX - 1 < (long)INT_MAX ? (long)n + CWBA_SPEC_MAX - 1 : INT_MAX;
-}
-
-/* e_c(n[c]) after the greedy raised n[c] (cur[c] still holds e_c(n[c]-1), cur
- * of the other channels their current errors), computing it on a miss in one
- * back-end call filled with up to min(batch, limit) - 1 likely next values.
- * `limit` >= 1 is how many values the remaining greedy steps could use. */
+/* e_c(n[c]) after the greedy raised n[c] (cur of the other channels holds
+ * their current errors), computing it on a miss in one back-end call filled
+ * with up to min(batch, limit) - 1 likely next values. `limit` >= 1 is how
+ * many values the remaining greedy steps could use. */
 static cwba_status probe_get(cwba_probe_cache *pc, const int *n, const float *cur, int c,
                              long limit, float *e, cwba_alloc_stats *stats, cwba_error *err)
 {
-    if (cache_lookup(pc, c, n[c], e)) return CWBA_OK;
+    if (cache_lookup(pc, c, n[c], e)) {
+        if (pc->spec_out > 0) pc->spec_out--;
+        return CWBA_OK;
+    }
     long budget = limit < pc->batch ? limit : pc->batch;
+    if (budget > 1 + pc->spec_budget - pc->spec_out) budget = 1 + pc->spec_budget - pc->spec_out;
+    /* Values already computed ahead compete for the same remaining steps. */
+    if (budget > limit - pc->spec_out) budget = limit - pc->spec_out > 1 ? limit - pc->spec_out : 1;
+    /* Channel c's own window. */
+    long k = pc->spec[c] < budget ? pc->spec[c] : budget;
+    if (pc->spec[c] < CWBA_SPEC_MAX) pc->spec[c] *= 2;
     int count = 0;
-    pc->work_c[count] = c;
-    pc->work_n[count] = n[c];
-    count++;
-    if (budget > 1) {
+    for (long j = 0; j < k && (long)n[c] + j <= INT_MAX; j++) {
+        int nj = n[c] + (int)j;
+        if (j > 0 && cache_lookup(pc, c, nj, NULL)) continue;
+        pc->work_c[count] = c;
+        pc->work_n[count] = nj;
+        count++;
+    }
+    if (count < budget) {
+        /* The other channels' next unknown values, best priorities first. */
         cand *h = pc->heap;
         int hn = 0;
-        for (int k = 0; k < pc->C; k++) {
-            cand cd;
-            cd.c = k;
-            if (k == c) {
-                /* e_c(n) is in this call: its successors are predicted from
-                 * e_c(n-1). */
-                cd.a = (long)n[c] - 1;
-                cd.va = cur[c];
-                cd.m = (long)n[c] + 1;
-            } else {
-                cd.a = n[k];
-                cd.va = cur[k];
-                cd.m = (long)n[k] + 1;
-            }
-            cd.prio = cd.va;
-            if (cand_settle(pc, &cd, channel_cap(n[k]))) h[hn++] = cd;
+        long cap = limit - 1 < (long)INT_MAX ? limit - 1 : INT_MAX;
+        for (int q = 0; q < pc->C; q++) {
+            long capq = cap < (long)INT_MAX - n[q] ? (long)n[q] + cap : INT_MAX;
+            if (q != c && cand_of(pc, q, n[q], cur[q], capq, &h[hn])) hn++;
         }
         for (int i = hn / 2 - 1; i >= 0; i--) heap_down(h, hn, i);
         while (count < budget && hn > 0) {
-            cand *top = &h[0];
-            pc->work_c[count] = top->c;
-            pc->work_n[count] = (int)top->m;
+            pc->work_c[count] = h[0].c;
+            pc->work_n[count] = (int)h[0].m;
             count++;
-            /* Next candidate of the same channel. */
-            top->m++;
-            if (cand_settle(pc, top, channel_cap(n[top->c])))
-                heap_down(h, hn, 0);
-            else {
-                h[0] = h[--hn];
-                heap_down(h, hn, 0);
-            }
+            h[0] = h[--hn];
+            heap_down(h, hn, 0);
         }
     }
+    pc->spec_out += count - 1;
     cwba_status st = flush_work(pc, count, stats, err);
     if (st != CWBA_OK) return st;
     if (!cache_lookup(pc, c, n[c], e))

@@ -4,10 +4,10 @@
 
 #include "cwba/quant.h"
 
-/* Speculation depth: a channel's probe errors are computed ahead of need at
- * most up to n_c + CWBA_SPEC_MAX - 1, so the speculative passes that are
- * never used are at most CWBA_SPEC_MAX - 1 per channel and per greedy run;
- * tests assert that bound. */
+/* Speculation bound: at most C * (CWBA_SPEC_MAX - 1) probe errors computed
+ * ahead of need are outstanding in a cache at any time, so the speculative
+ * passes never used are at most that many per calibration image; tests
+ * assert that bound. */
 #define CWBA_SPEC_MAX 16
 
 /* A batch buffer larger than this many bytes is cut down (the callback may
