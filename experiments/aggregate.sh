@@ -11,7 +11,9 @@ echo "$header" >results/all.csv.tmp
 for dir in raw/*/; do
     [ -d "$dir" ] || continue
     cfg=$(basename "$dir")
-    find "$dir" -name 'chunk-*.jsonl' -print0 | sort -z | xargs -0 cat | awk -v cfg="$cfg" '
+    for mdir in "$dir"*/; do
+    mid=$(basename "$mdir")
+    find "$mdir" -name 'chunk-*.jsonl' -print0 | sort -z | xargs -0 -r cat | awk -v cfg="$cfg" -v mid="$mid" '
     function val(k,   m) {
         if (match($0, "\"" k "\":[^,}]*")) { m = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); gsub(/"/, "", m); return m }
         return ""
@@ -28,11 +30,13 @@ for dir in raw/*/; do
         for (j = 1; j <= nk; j++) {
             key = order[j]; split(key, K, SUBSEP)
             method = (K[1] == "dorefa") ? "DoReFa quantization" : (K[2] == "none" ? K[1] " w/o BitAlloc" : "Ours(" K[3] " iter) " K[1])
+            if (mid ~ /standalone$/) method = method " standalone"
             line = cfg "," method "," K[1] "," K[2] "," K[3] "," K[4] "," N[key]
             for (i = 1; i <= 10; i++) line = line "," (((key, i) in nullf) ? "" : sprintf("%.8g", S[key, i] / N[key]))
             print line
         }
-    }' | sort -t, -k2,2 -k6,6n >"results/$cfg.body"
+    }'
+    done | sort -t, -k2,2 -k6,6n >"results/$cfg.body"
     { echo "$header"; cat "results/$cfg.body"; } >"results/$cfg.csv.tmp"
     mv "results/$cfg.csv.tmp" "results/$cfg.csv"
     cat "results/$cfg.body" >>results/all.csv.tmp

@@ -125,7 +125,9 @@ cwba_status cwba_greedy_steps(cwba_probe_cache *pc, int *n, long steps, cwba_all
 
 /* Full evaluation of one image for one (bits, reserve): the final allocation
  * n_out[C], xhat (C,H,W) and its output mse against y0. pc may be NULL
- * (reserve 0 needs no probes). */
+ * (reserve 0 needs no probes; otherwise a temporary cache is made). n_out,
+ * xhat and mse may be NULL; with mse == NULL no output pass is made (and y0
+ * is only needed when reserve > 0). */
 cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
                                 const cwba_table *table, const cwba_eval_params *p, const float *x,
                                 const float *y0, int *n_out, float *xhat, double *mse,

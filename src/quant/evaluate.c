@@ -217,21 +217,25 @@ cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
         if (st != CWBA_OK) goto done;
     }
 
-    if (!y0 && pc) {
-        st = cwba__probe_cache_y0(pc, &y0, stats, err);
-        if (st != CWBA_OK) goto done;
-    } else if (!y0) {
-        st = cwba__backend_run(be, x, 1, y0buf, stats, err);
-        if (st != CWBA_OK) goto done;
-        y0 = y0buf;
-    }
     for (int c = 0; c < C; c++) {
         size_t off = (size_t)c * (size_t)HW;
         cwba__quant_channel(&qp, x + off, HW, n[c], out + off, NULL, lut);
     }
-    st = cwba__backend_run(be, out, 1, y, stats, err);
-    if (st != CWBA_OK) goto done;
-    if (mse) *mse = cwba_mse(y, y0, (size_t)K);
+    /* The output error needs y0 and one pass on the quantized feature; a
+     * caller that only wants the allocation (mse == NULL) pays for neither. */
+    if (mse) {
+        if (!y0 && pc) {
+            st = cwba__probe_cache_y0(pc, &y0, stats, err);
+            if (st != CWBA_OK) goto done;
+        } else if (!y0) {
+            st = cwba__backend_run(be, x, 1, y0buf, stats, err);
+            if (st != CWBA_OK) goto done;
+            y0 = y0buf;
+        }
+        st = cwba__backend_run(be, out, 1, y, stats, err);
+        if (st != CWBA_OK) goto done;
+        *mse = cwba_mse(y, y0, (size_t)K);
+    }
     if (n_out) memcpy(n_out, n, (size_t)C * sizeof *n);
 
 done:
