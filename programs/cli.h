@@ -16,6 +16,15 @@ typedef struct cli_optdef {
 } cli_optdef;
 
 #define CLI_MAX_OPTS 48
+
+/* Options every model-loading command takes (cli_model_open reads them). */
+#define CLI_MODEL_OPTIONS                                                                        \
+    {"model", 1, "alexnet | vgg16 | resnet18"},                                                  \
+        {"weights", 1, "weights file (default: the reference model in models/)"},               \
+        {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"}
+/* Image selection after --data (cli_data_open reads them with --every). */
+#define CLI_SELECT_OPTIONS                                                                       \
+    {"limit", 1, "use at most N images"}, {"offset", 1, "skip the first K images"}
 typedef struct cli_opts {
     const cli_optdef *defs;
     int ndefs;

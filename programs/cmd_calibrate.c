@@ -6,15 +6,12 @@
 #include <sys/stat.h>
 
 static const cli_optdef defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18"},
-    {"weights", 1, "weights file (default: the reference model in models/)"},
-    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    CLI_MODEL_OPTIONS,
     {"split", 1, "split point (see cwba layers)"},
     {"quant", 1, "uniform | log"},
     {"table", 1, "output directory: DIR/2.csv .. DIR/7.csv"},
     {"data", 1, "calibration images (default: fmnist train set, so that test images stay unseen)"},
-    {"limit", 1, "use at most N images"},
-    {"offset", 1, "skip the first K images"},
+    CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},
     {"overwrite", 0, "start the table afresh instead of resuming"},

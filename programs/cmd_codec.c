@@ -10,9 +10,7 @@
 #include <string.h>
 
 static const cli_optdef enc_defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18"},
-    {"weights", 1, "weights file (default: the reference model in models/)"},
-    {"input-size", 1, "square input side in pixels"},
+    CLI_MODEL_OPTIONS,
     {"split", 1, "split point (see cwba layers)"},
     {"quant", 1, "uniform | log | dorefa"},
     {"alloc", 1, "none | channel (needs --table)"},
@@ -24,8 +22,7 @@ static const cli_optdef enc_defs[] = {
     {"dorefa-clip", 1, "DoReFa clip value (default 0.9)"},
     {"mode", 1, "payload coding: fixed | adaptive | auto (default auto: the smaller)"},
     {"data", 1, "images (default: fmnist test set)"},
-    {"limit", 1, "use at most N images"},
-    {"offset", 1, "skip the first K images"},
+    CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image"},
     {"out", 1, "output directory: one <index>.cwb per image"},
     {"threads", 1, "worker threads (default 2)"},

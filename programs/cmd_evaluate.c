@@ -6,9 +6,7 @@
 #include <string.h>
 
 static const cli_optdef defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18"},
-    {"weights", 1, "weights file (default: the reference model in models/)"},
-    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    CLI_MODEL_OPTIONS,
     {"split", 1, "split point (see cwba layers)"},
     {"quant", 1, "uniform | log | dorefa"},
     {"alloc", 1, "none (n = 2^b-1 everywhere) | channel (needs --table)"},
@@ -19,8 +17,7 @@ static const cli_optdef defs[] = {
     {"beta", 1, "weight of the std priority (default 0.1)"},
     {"dorefa-clip", 1, "DoReFa clip value (default 0.9, as the original)"},
     {"data", 1, "fmnist[:DIR[:train|:test]] | imagenet:DIR[:LABELS] | folder:DIR (default: fmnist test)"},
-    {"limit", 1, "use at most N images"},
-    {"offset", 1, "skip the first K images"},
+    CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image (the original's protocol: --every 50 on ImageNet val)"},
     {"skip-unreadable", 0, "skip images that cannot be decoded (counted at the end)"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},

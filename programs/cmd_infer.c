@@ -6,12 +6,9 @@
 #include <string.h>
 
 static const cli_optdef defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18"},
-    {"weights", 1, "weights file (default: the reference model in models/)"},
-    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    CLI_MODEL_OPTIONS,
     {"data", 1, "fmnist[:DIR[:train|:test]] | imagenet:DIR[:LABELS] | folder:DIR (default: fmnist test)"},
-    {"limit", 1, "use at most N images"},
-    {"offset", 1, "skip the first K images"},
+    CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image (the original's protocol: --every 50 on ImageNet val)"},
     {"skip-unreadable", 0, "skip images that cannot be decoded (counted at the end)"},
     {"batch", 1, "images per forward pass (default 32)"},

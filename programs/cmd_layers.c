@@ -4,9 +4,7 @@
 #include <string.h>
 
 static const cli_optdef defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18"},
-    {"weights", 1, "weights file (default: the reference model in models/)"},
-    {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
+    CLI_MODEL_OPTIONS,
     {"help", 0, "show this help"},
 };
 

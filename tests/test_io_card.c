@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dir;
+/* The group's scratch directory (tu_group_setup / tu_group_teardown). */
+#define dir tu_group_dir
 
 static const char *tmp(const char *name)
 {
@@ -152,20 +153,6 @@ static void test_verify(void **state)
     cwba_card_free(&c);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    dir = tu_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 int main(void)
 {
@@ -174,5 +161,5 @@ int main(void)
         cmocka_unit_test(test_bad_cards),
         cmocka_unit_test(test_verify),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -8,7 +8,8 @@
 #include <string.h>
 #include <zlib.h>
 
-static char *dir;
+/* The group's scratch directory (tu_group_setup / tu_group_teardown). */
+#define dir tu_group_dir
 
 static void be32(uint8_t *p, uint32_t v)
 {
@@ -194,20 +195,6 @@ static void test_real_fmnist(void **state)
     cwba_dataset_free(NULL);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    dir = tu_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 int main(void)
 {
@@ -217,5 +204,5 @@ int main(void)
         cmocka_unit_test(test_bad_idx),
         cmocka_unit_test(test_real_fmnist),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

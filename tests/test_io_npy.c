@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dir;
+/* The group's scratch directory (tu_group_setup / tu_group_teardown). */
+#define dir tu_group_dir
 
 static const char *tmp(const char *name)
 {
@@ -183,20 +184,6 @@ static void test_write_errors(void **state)
     assert_int_equal(cwba_npy_write_f32(tmp("x.npy"), &v, 9, shape, &err), CWBA_E_ARG);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    dir = tu_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 int main(void)
 {
@@ -206,5 +193,5 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_write_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -7,22 +7,9 @@
 
 #include "cwba/quant.h"
 
-static char *dir;
+/* The group's scratch directory (tu_group_setup / tu_group_teardown). */
+#define dir tu_group_dir
 
-static int setup(void **state)
-{
-    (void)state;
-    dir = tu_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 static const char *write_tmp(const char *name, const char *text)
 {
@@ -144,5 +131,5 @@ int main(void)
         cmocka_unit_test(test_read_bad),
         cmocka_unit_test(test_append),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -50,3 +50,21 @@ const char *tu_fmnist_dir(void)
     snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", d);
     return tu_exists(p) ? d : NULL;
 }
+
+char *tu_group_dir = NULL;
+
+int tu_group_setup(void **state)
+{
+    (void)state;
+    tu_group_dir = tu_tmpdir();
+    return tu_group_dir ? 0 : -1;
+}
+
+int tu_group_teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(tu_group_dir);
+    free(tu_group_dir);
+    tu_group_dir = NULL;
+    return 0;
+}

@@ -15,6 +15,13 @@ const char *tu_path(const char *rel);
 /* A fresh temporary directory, removed by tu_rmtree. */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
+/* A scratch directory for a whole cmocka group: tu_group_setup makes it in
+ * tu_group_dir, tu_group_teardown removes it (pass both to
+ * cmocka_run_group_tests). */
+extern char *tu_group_dir;
+int tu_group_setup(void **state);
+int tu_group_teardown(void **state);
+
 /* 1 if the file exists. */
 int tu_exists(const char *path);
 /* Directory of the Debian Fashion-MNIST package, or NULL (tests then skip). */
