@@ -8,7 +8,8 @@ mkdir -p plots
 for csv in results/*.csv; do
     cfg=$(basename "$csv" .csv)
     [ "$cfg" = all ] && continue
-    mapfile -t methods < <(tail -n +2 "$csv" | cut -d, -f2 | sort -u)
+    # standalone rows are a 100-image timing sample: not plotted
+    mapfile -t methods < <(tail -n +2 "$csv" | cut -d, -f2 | grep -v standalone | sort -u)
     floattop=$(tail -n +2 "$csv" | cut -d, -f11 | grep -v '^$' | head -1)
     p1="" p2=""
     for m in "${methods[@]}"; do
