@@ -6,7 +6,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 
 # Build and test dependencies, all from Debian.
-DEB_PACKAGES = build-essential cmake pkg-config \
+DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev
 
