@@ -68,6 +68,8 @@ bench: deps
 
 # Every table and plot of experiments/README.md (resumable; hours).
 experiments: build
+	@dpkg-query -W -f='$${Status}\n' gnuplot-nox 2>/dev/null | grep -q 'install ok installed' || \
+	  { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq gnuplot-nox; }
 	experiments/run.sh
 
 clean:
