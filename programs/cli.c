@@ -89,6 +89,22 @@ const char *cli_get(const cli_opts *o, const char *name)
 
 int cli_has(const cli_opts *o, const char *name) { return cli_get(o, name) != NULL; }
 
+void cli_set(cli_opts *o, const char *name, const char *value)
+{
+    int k = find_def(o->defs, o->ndefs, name, strlen(name));
+    if (k >= 0) o->values[k] = value;
+}
+
+int cli_table_paths(const char *dir, char paths[6][4096])
+{
+    for (int b = 0; b < 6; b++)
+        if ((size_t)snprintf(paths[b], sizeof paths[b], "%s/%d.csv", dir, b + 2) >= sizeof paths[b]) {
+            cli_error("table directory path too long: %s", dir);
+            return 2;
+        }
+    return 0;
+}
+
 int cli_get_int(const cli_opts *o, const char *name, long def, long lo, long hi, long *out)
 {
     const char *v = cli_get(o, name);

@@ -36,6 +36,9 @@ int cli_parse(cli_opts *o, const cli_optdef *defs, int ndefs, int argc, char **a
               const char *cmd);
 const char *cli_get(const cli_opts *o, const char *name);
 int cli_has(const cli_opts *o, const char *name);
+/* Overrides (or, with NULL, removes) an option's value: commands use it to
+ * give a shared option a command-specific default. */
+void cli_set(cli_opts *o, const char *name, const char *value);
 /* Typed getters: print one error line and return 0 when the value is bad. */
 int cli_get_int(const cli_opts *o, const char *name, long def, long lo, long hi, long *out);
 int cli_get_double(const cli_opts *o, const char *name, double def, double *out);
@@ -109,6 +112,9 @@ int cmd_evaluate(int argc, char **argv);
 int cmd_main_model(int argc, char **argv);
 int cmd_reproduce(int argc, char **argv);
 
+/* DIR/2.csv .. DIR/7.csv, the interval-table layout; prints and returns 2
+ * when a path does not fit. */
+int cli_table_paths(const char *dir, char paths[6][4096]);
 /* mkdir -p; prints and returns non-zero on failure. */
 int cli_mkdirs(const char *path);
 /* The original release's split point for each model. */

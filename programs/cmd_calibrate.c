@@ -74,11 +74,7 @@ int cmd_calibrate(int argc, char **argv)
     cwba_set_threads((int)threads);
     const char *dir = cli_get(&o, "table");
     char paths[6][4096];
-    for (int b = 0; b < 6; b++)
-        if ((size_t)snprintf(paths[b], sizeof paths[b], "%s/%d.csv", dir, b + 2) >= sizeof paths[b]) {
-            cli_error("--table: path too long");
-            return 2;
-        }
+    if ((rc = cli_table_paths(dir, paths))) return rc;
     cli_model cm;
     if ((rc = cli_model_open(&o, &cm))) return rc;
     int split;
@@ -89,10 +85,7 @@ int cmd_calibrate(int argc, char **argv)
     cli_data cd;
     cli_opts o2 = o;
     /* Default calibration data: the training split. */
-    if (!cli_has(&o, "data")) {
-        for (int i = 0; i < o2.ndefs; i++)
-            if (!strcmp(o2.defs[i].name, "data")) o2.values[i] = "fmnist:/usr/share/datasets/fashion-mnist:train";
-    }
+    if (!cli_has(&o, "data")) cli_set(&o2, "data", "fmnist:/usr/share/datasets/fashion-mnist:train");
     if ((rc = cli_data_open(&o2, &cm, &cd))) {
         cli_model_close(&cm);
         return rc;

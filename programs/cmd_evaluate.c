@@ -96,9 +96,8 @@ int cmd_evaluate(int argc, char **argv)
     memset(tables, 0, sizeof tables);
     if (alloc == ALLOC_CHANNEL) {
         char paths[6][4096];
-        for (int b = 0; b < 6; b++)
-            snprintf(paths[b], sizeof paths[b], "%s/%d.csv", cli_get(&o, "table"), b + 2);
-        if ((rc = engine_load_tables(paths, bits, nbits, C, tables))) {
+        if ((rc = cli_table_paths(cli_get(&o, "table"), paths)) ||
+            (rc = engine_load_tables(paths, bits, nbits, C, tables))) {
             cli_model_close(&cm);
             return rc;
         }

@@ -29,12 +29,6 @@ static const cli_optdef defs[] = {
     {"help", 0, "show this help"},
 };
 
-static void set_opt(cli_opts *o, const char *name, const char *value)
-{
-    for (int i = 0; i < o->ndefs; i++)
-        if (!strcmp(o->defs[i].name, name)) o->values[i] = value;
-}
-
 static const char *default_net_mode(cwba_arch a)
 {
     switch (a) {
@@ -92,11 +86,11 @@ int cmd_main_model(int argc, char **argv)
     cwba_model_split_shape(cm.model, split, &C, &H, &W);
     cli_opts od = o;
     if (flag == 0) {
-        if (!cli_has(&o, "data")) set_opt(&od, "data", "fmnist:/usr/share/datasets/fashion-mnist:train");
-        if (!cli_has(&o, "limit")) set_opt(&od, "limit", "100");
+        if (!cli_has(&o, "data")) cli_set(&od, "data", "fmnist:/usr/share/datasets/fashion-mnist:train");
+        if (!cli_has(&o, "limit")) cli_set(&od, "limit", "100");
     } else {
-        if (!cli_has(&o, "limit")) set_opt(&od, "limit", "1000");
-        if (!cli_has(&o, "every")) set_opt(&od, "every", "10");
+        if (!cli_has(&o, "limit")) cli_set(&od, "limit", "1000");
+        if (!cli_has(&o, "every")) cli_set(&od, "every", "10");
     }
     cli_data cd;
     if ((rc = cli_data_open(&od, &cm, &cd))) {

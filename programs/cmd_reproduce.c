@@ -42,12 +42,6 @@ const char *cli_default_split(cwba_arch a)
     return "layer3";
 }
 
-static void set_opt(cli_opts *o, const char *name, const char *value)
-{
-    for (int i = 0; i < o->ndefs; i++)
-        if (!strcmp(o->defs[i].name, name)) o->values[i] = value;
-}
-
 int cmd_reproduce(int argc, char **argv)
 {
     cli_opts o;
@@ -58,7 +52,7 @@ int cmd_reproduce(int argc, char **argv)
         cli_print_help("reproduce", "[options]", defs, nd);
         return 0;
     }
-    if (!cli_has(&o, "model")) set_opt(&o, "model", "resnet18");
+    if (!cli_has(&o, "model")) cli_set(&o, "model", "resnet18");
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q = CWBA_QUANT_UNIFORM;
@@ -99,17 +93,20 @@ int cmd_reproduce(int argc, char **argv)
         snprintf(dir, sizeof dir, "runs/%s-%s-%s", cwba_arch_name(cm.arch), sname,
                  cwba_quant_name(q));
     char paths[6][4096];
-    for (int b = 0; b < 6; b++) snprintf(paths[b], sizeof paths[b], "%s/%d.csv", dir, b + 2);
+    if ((rc = cli_table_paths(dir, paths))) {
+        cli_model_close(&cm);
+        return rc;
+    }
 
     /* 1. calibration on training images (resumes an existing table) */
     cli_opts oc = o;
     char climit[32];
     snprintf(climit, sizeof climit, "%ld", calib_n);
-    set_opt(&oc, "data", cli_has(&o, "calib-data") ? cli_get(&o, "calib-data")
+    cli_set(&oc, "data", cli_has(&o, "calib-data") ? cli_get(&o, "calib-data")
                                                    : "fmnist:/usr/share/datasets/fashion-mnist:train");
-    set_opt(&oc, "limit", climit);
-    set_opt(&oc, "every", NULL);
-    set_opt(&oc, "offset", NULL);
+    cli_set(&oc, "limit", climit);
+    cli_set(&oc, "every", NULL);
+    cli_set(&oc, "offset", NULL);
     cli_data cd;
     if ((rc = cli_data_open(&oc, &cm, &cd))) {
         cli_model_close(&cm);
@@ -139,8 +136,8 @@ int cmd_reproduce(int argc, char **argv)
 
     /* 2. evaluation of every method on test images */
     cli_opts oe = o;
-    if (!cli_has(&o, "limit")) set_opt(&oe, "limit", "100");
-    if (!cli_has(&o, "every")) set_opt(&oe, "every", "100");
+    if (!cli_has(&o, "limit")) cli_set(&oe, "limit", "100");
+    if (!cli_has(&o, "every")) cli_set(&oe, "every", "100");
     if ((rc = cli_data_open(&oe, &cm, &cd))) {
         engine_free_tables(tables);
         cli_model_close(&cm);
