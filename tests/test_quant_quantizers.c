@@ -200,6 +200,82 @@ static void test_fast_matches_ref(void **state)
     }
 }
 
+/* The log quantizer's fast path estimates ln in double and defers to the
+ * float32 chain near half-integers (src/quant/quantize.c). Values aimed at
+ * every decision boundary (and a few ulps either side), over ranges from
+ * 1e-5 to 1e7 and n from 1 to 65535, must give the reference's codes. */
+static void test_log_boundaries(void **state)
+{
+    (void)state;
+    const float ranges[] = {1e-5f, 3e-3f, 0.3f, 1.0f, 7.5f, 100.0f, 1e4f, 1e7f};
+    const int ns[] = {1, 2, 3, 7, 15, 31, 127, 1000, 4095, 65535};
+    const float mn = 0.25f;
+    enum { W = 9, HWMAX = 2 + 200 * W };
+    float *x = malloc(HWMAX * sizeof *x), *xh = malloc(HWMAX * sizeof *xh);
+    uint32_t *codes = malloc(HWMAX * sizeof *codes);
+    assert_true(x && xh && codes);
+    long checked = 0;
+    for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++) {
+        float mx = mn + ranges[r];
+        float m = logf(mx - mn + 1.0f);
+        for (size_t q = 0; q < sizeof ns / sizeof *ns; q++) {
+            int n = ns[q], HW = 2;
+            x[0] = mn;
+            x[1] = mx;
+            int kstep = n / 200 + 1;
+            for (int k = 0; k < n && HW + W <= HWMAX; k += kstep) {
+                /* x with ln(x - mn + 1) / M * n = k + 0.5 */
+                float c = expf(((float)k + 0.5f) * m / (float)n) - 1.0f + mn;
+                float v = c;
+                for (int u = 0; u < 4; u++) v = nextafterf(v, -INFINITY);
+                for (int u = 0; u < W; u++, v = nextafterf(v, INFINITY))
+                    x[HW++] = v < mn ? mn : (v > mx ? mx : v);
+            }
+            cwba_error err;
+            int nn = n;
+            assert_int_equal(cwba_quantize_feature(CWBA_QUANT_LOG, x, 1, HW, &nn, xh, codes, &err),
+                             CWBA_OK);
+            for (int i = 0; i < HW; i++) {
+                uint32_t rc = cwba_quant_code_ref(CWBA_QUANT_LOG, x[i], mn, mx, n);
+                float rv = cwba_quant_dequant_ref(CWBA_QUANT_LOG, rc, mn, mx, n);
+                if (codes[i] != rc || memcmp(&xh[i], &rv, sizeof rv) != 0)
+                    fail_msg("range %g n=%d x=%.9g: fast %u, ref %u", (double)ranges[r], n,
+                             (double)x[i], codes[i], rc);
+                checked++;
+            }
+        }
+    }
+    assert_true(checked > 50000);
+    free(x);
+    free(xh);
+    free(codes);
+}
+
+/* cwba_feature_range runs in lanes; it must equal the sequential scan
+ * (first of equal extremes: the sign of a zero; NaN skipped unless first). */
+static void test_range_matches_sequential(void **state)
+{
+    (void)state;
+    const float pool[] = {-1.5f, -0.0f, 0.0f, 0.75f, 2.0f, NAN};
+    float x[70];
+    for (int trial = 0; trial < 20000; trial++) {
+        int n = 1 + (int)(frand() * 69.0f);
+        int k = trial % 3 == 0 ? 6 : 5; /* NaN in a third of the trials */
+        int lo_i = trial % 4 == 1 ? 1 : 0; /* some arrays without negatives */
+        for (int i = 0; i < n; i++) x[i] = pool[lo_i + (int)(frand() * (float)(k - lo_i))];
+        float slo = x[0], shi = x[0];
+        for (int i = 1; i < n; i++) {
+            if (x[i] < slo) slo = x[i];
+            if (x[i] > shi) shi = x[i];
+        }
+        float lo, hi;
+        cwba_feature_range(x, (size_t)n, &lo, &hi);
+        if (memcmp(&lo, &slo, sizeof lo) != 0 || memcmp(&hi, &shi, sizeof hi) != 0)
+            fail_msg("trial %d n=%d: lanes [%g, %g], sequential [%g, %g]", trial, n, (double)lo,
+                     (double)hi, (double)slo, (double)shi);
+    }
+}
+
 static void test_feature_errors(void **state)
 {
     (void)state;
@@ -228,6 +304,8 @@ int main(void)
         cmocka_unit_test(test_log),
         cmocka_unit_test(test_dorefa),
         cmocka_unit_test(test_fast_matches_ref),
+        cmocka_unit_test(test_log_boundaries),
+        cmocka_unit_test(test_range_matches_sequential),
         cmocka_unit_test(test_feature_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -217,10 +217,17 @@ cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
         if (st != CWBA_OK) goto done;
     }
 
+    cwba__levels lv;
+    if (!cwba__levels_make(&qp, n, C, &lv)) {
+        st = cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+        goto done;
+    }
     for (int c = 0; c < C; c++) {
         size_t off = (size_t)c * (size_t)HW;
-        cwba__quant_channel(&qp, x + off, HW, n[c], out + off, NULL, lut);
+        cwba__quant_channel(&qp, x + off, HW, n[c], out + off, NULL, lut,
+                            cwba__levels_get(&lv, n[c]));
     }
+    cwba__levels_free(&lv);
     /* The output error needs y0 and one pass on the quantized feature; a
      * caller that only wants the allocation (mse == NULL) pays for neither. */
     if (mse) {

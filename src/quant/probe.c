@@ -272,7 +272,7 @@ static cwba_status probe_batch(cwba_probe_cache *pc, int count, cwba_alloc_stats
     for (int i = 0; i < count; i++) {
         size_t off = (size_t)pc->work_c[i] * hw;
         cwba__quant_channel(&pc->qp, pc->x + off, pc->HW, pc->work_n[i],
-                            pc->feat + (size_t)i * pc->count + off, NULL, pc->lut);
+                            pc->feat + (size_t)i * pc->count + off, NULL, pc->lut, NULL);
     }
     st = cwba__backend_run(&pc->be, pc->feat, count, pc->logits, stats, err);
     for (int i = 0; i < count; i++) {

@@ -29,11 +29,26 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
                                        cwba_qparams *qp, cwba_error *err);
 
 /* Quantizes one channel x[HW] with n >= 1 intervals into out[HW] (and codes,
- * may be NULL). lut is scratch of at least HW floats or NULL; with it, values
- * are dequantized through a table of the n+1 levels when n+1 <= HW. Bit-exact
- * with cwba_quant_code_ref / cwba_quant_dequant_ref. */
+ * may be NULL); out may be x. scratch is at least HW floats, or NULL (then the
+ * log quantizer takes its slow scalar path). levels, if not NULL, are the
+ * n+1 dequantized levels of this n (cwba__levels_get). Bit-exact with
+ * cwba_quant_code_ref / cwba_quant_dequant_ref. */
 void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
-                         uint32_t *codes, float *lut);
+                         uint32_t *codes, float *scratch, const float *levels);
+
+/* The log quantizer's dequantized levels for every distinct n of one
+ * allocation, computed once per image (one expf per level, not per value).
+ * Empty (every get returns NULL) for the uniform quantizer, a pass-through
+ * range or n above CWBA_LEVELS_NMAX. make returns 0 when out of memory. */
+#define CWBA_LEVELS_NMAX 65536
+typedef struct cwba__levels {
+    float *buf;
+    long *off; /* (nmax + 1): offset of n's levels in buf, -1 if absent */
+    int nmax;
+} cwba__levels;
+int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, cwba__levels *lv);
+const float *cwba__levels_get(const cwba__levels *lv, int n);
+void cwba__levels_free(cwba__levels *lv);
 
 /* Checks the back-end description (sizes, overflow, callback). On success
  * *feat_count = C*H*W. */

@@ -9,6 +9,7 @@
 #include "quant/quant_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,16 +41,48 @@ const char *cwba_quant_name(cwba_quant q)
     return "unknown";
 }
 
+/* Sequentially, lo = x[0] then lo = x[i] whenever x[i] < lo: the minimum,
+ * and among equal candidates the first, which only shows for zeros (+0 and
+ * -0 compare equal). The same is computed here in 16 independent lanes (the
+ * loop vectorises); when the extreme is a zero, the sequential result is
+ * the first zero of the array, whose sign is then copied. NaN behaves as
+ * sequentially: skipped, unless x[0] is NaN. */
+static float first_zero(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (x[i] == 0.0f) return x[i];
+    return 0.0f;
+}
+
 void cwba_feature_range(const float *x, size_t n, float *mn, float *mx)
 {
-    float lo = 0.0f, hi = 0.0f;
-    if (n > 0) lo = hi = x[0];
-    for (size_t i = 1; i < n; i++) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
+    enum { LANES = 16 };
+    if (n == 0) {
+        *mn = *mx = 0.0f;
+        return;
     }
-    *mn = lo;
-    *mx = hi;
+    float lo[LANES], hi[LANES];
+    for (int j = 0; j < LANES; j++) lo[j] = hi[j] = x[0];
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float v = x[i + j];
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+        }
+    for (; i < n; i++) {
+        lo[0] = x[i] < lo[0] ? x[i] : lo[0];
+        hi[0] = x[i] > hi[0] ? x[i] : hi[0];
+    }
+    float l = lo[0], h = hi[0];
+    for (int j = 1; j < LANES; j++) {
+        l = lo[j] < l ? lo[j] : l;
+        h = hi[j] > h ? hi[j] : h;
+    }
+    if (l == 0.0f) l = first_zero(x, n);
+    if (h == 0.0f) h = first_zero(x, n);
+    *mn = l;
+    *mx = h;
 }
 
 long cwba_budget(int bits, int C)
@@ -109,9 +142,13 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
         return cwba_fail(err, CWBA_E_ARG,
                          "quantizer %s has no per-channel intervals (use uniform or log)",
                          cwba_quant_name(q));
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(x[i]))
-            return cwba_fail(err, CWBA_E_ARG, "feature value %zu is not finite", i);
+    /* A branch-free scan first (it vectorises); the index only on failure. */
+    int bad = 0;
+    for (size_t i = 0; i < count; i++) bad |= !isfinite(x[i]);
+    if (bad)
+        for (size_t i = 0; i < count; i++)
+            if (!isfinite(x[i]))
+                return cwba_fail(err, CWBA_E_ARG, "feature value %zu is not finite", i);
     memset(qp, 0, sizeof *qp);
     qp->q = q;
     cwba_feature_range(x, count, &qp->mn, &qp->mx);
@@ -130,13 +167,27 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
     return CWBA_OK;
 }
 
-/* The same expressions as the reference functions above, with the per-image
- * constants hoisted; kept in this file so both stay side by side. */
-static inline float qcode_value(const cwba_qparams *qp, float x, float nf)
-{
-    if (qp->q == CWBA_QUANT_LOG) return rintf(logf(x - qp->mn + 1.0f) / qp->logm * nf);
-    return rintf((x - qp->mn) / qp->range * nf);
-}
+/* The fast per-channel paths. They compute exactly what the reference
+ * functions above compute (tests/test_quant_quantizers.c compares them bit
+ * for bit), organised so that the compiler vectorises them.
+ *
+ * Uniform: the same float32 expressions, branch-free (the clamp to 0..n is
+ * a select; x always lies in [mn, mx], so it only guards rounding).
+ *
+ * Log: logf per value costs most of the time, so the code is first computed
+ * from ln(v) in double precision (fast_ln below, relative error < 1e-12)
+ * and the float32 chain is evaluated only where that cannot be trusted. The
+ * reference is t = rint((logf(v) / M) * n) in float32: logf is within 1 ulp
+ * (glibc: 0.82 ulp) and the division and product add half an ulp each, so
+ * the unrounded float32 value lies within 3.7 * 2^-24 * t of the exact
+ * ln(v) / M * n (t <= n). When the double estimate is farther than
+ * 6 * 2^-24 * n (plus its own error) from a half-integer, both round to the
+ * same integer; otherwise (about one value in 10^6 at 4 bits) the float32
+ * reference chain decides. tests/test_quant_quantizers.c aims values at the
+ * half-integers to check this on the machine's libm. */
+/* Log levels come from a table of the n+1 values when it is smaller than the
+ * channel (one expf per level instead of one per value). */
+#define CWBA_LOG_LUT_MAX 4096
 
 static inline float qlevel(const cwba_qparams *qp, uint32_t code, float nf)
 {
@@ -144,8 +195,141 @@ static inline float qlevel(const cwba_qparams *qp, uint32_t code, float nf)
     return (float)code * qp->range / nf + qp->mn;
 }
 
+static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
+                          uint32_t *codes)
+{
+    const float mn = qp->mn, range = qp->range, nf = (float)n;
+    /* t is a whole number in 0..n, so t * range / nf + mn is the dequantized
+     * level of code (uint32_t)t, as in cwba_quant_dequant_ref. */
+#define UNIFORM_T(i)                                                                             \
+    float t = rintf((x[i] - mn) / range * nf);                                                   \
+    t = t >= 0.0f ? t : 0.0f;                                                                    \
+    t = t <= nf ? t : nf
+    if (codes) {
+        for (int i = 0; i < HW; i++) {
+            UNIFORM_T(i);
+            codes[i] = (uint32_t)(int32_t)t;
+            out[i] = t * range / nf + mn;
+        }
+    } else {
+        for (int i = 0; i < HW; i++) {
+            UNIFORM_T(i);
+            out[i] = t * range / nf + mn;
+        }
+    }
+#undef UNIFORM_T
+}
+
+/* ln(v) for a finite float v >= 1, in double: v = 2^e * m with m in
+ * [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716;
+ * the series to s^11 leaves a relative error below 1e-12. */
+static inline double fast_ln(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    int e = (int)(u >> 23) - 127;
+    uint32_t mu = (u & 0x007fffffu) | 0x3f800000u;
+    float mf;
+    memcpy(&mf, &mu, sizeof mf);
+    double m = (double)mf;
+    int big = m > 1.4142135623730951;
+    m = big ? m * 0.5 : m;
+    e += big;
+    double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+    double p = s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11)))));
+    return (double)e * 0.69314718055994530942 + (2.0 * s + 2.0 * s * p);
+}
+
+static inline float log_code_exact(const cwba_qparams *qp, float x, float nf)
+{
+    return rintf(logf(x - qp->mn + 1.0f) / qp->logm * nf);
+}
+
+static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
+                      uint32_t *codes, float *scratch, const float *levels)
+{
+    const float mn = qp->mn, nf = (float)n;
+    const double scale = (double)nf / (double)qp->logm;
+    /* Half-integer distance below which the float32 chain decides: 6 ulps of
+     * t (<= n) in float32 plus 1e-9 * n for the double estimate. */
+    const double lim = 0.5 - ((double)nf * (6.0 / 16777216.0 + 1e-9) + 1e-12);
+    float *t = scratch;
+    int doubtful = 0;
+    for (int i = 0; i < HW; i++) {
+        double td = fast_ln(x[i] - mn + 1.0f) * scale;
+        double r = nearbyint(td);
+        doubtful |= fabs(td - r) > lim;
+        t[i] = (float)r;
+    }
+    if (doubtful)
+        for (int i = 0; i < HW; i++) {
+            double td = fast_ln(x[i] - mn + 1.0f) * scale;
+            if (fabs(td - nearbyint(td)) > lim) t[i] = log_code_exact(qp, x[i], nf);
+        }
+    for (int i = 0; i < HW; i++) {
+        float v = t[i] >= 0.0f ? t[i] : 0.0f;
+        t[i] = v <= nf ? v : nf;
+    }
+    if (codes)
+        for (int i = 0; i < HW; i++) codes[i] = (uint32_t)(int32_t)t[i];
+    if (levels) {
+        for (int i = 0; i < HW; i++) out[i] = levels[(int32_t)t[i]];
+        return;
+    }
+    if (n < HW && n <= CWBA_LOG_LUT_MAX) {
+        float lut[CWBA_LOG_LUT_MAX + 1];
+        for (int k = 0; k <= n; k++) lut[k] = qlevel(qp, (uint32_t)k, nf);
+        for (int i = 0; i < HW; i++) out[i] = lut[(int32_t)t[i]];
+        return;
+    }
+    for (int i = 0; i < HW; i++) out[i] = qlevel(qp, (uint32_t)(int32_t)t[i], nf);
+}
+
+int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, cwba__levels *lv)
+{
+    memset(lv, 0, sizeof *lv);
+    if (qp->q != CWBA_QUANT_LOG || !(qp->range > 0.0f)) return 1; /* nothing to tabulate */
+    int nmax = 0;
+    for (int c = 0; c < C; c++)
+        if (n[c] > nmax) nmax = n[c];
+    if (nmax < 1 || nmax > CWBA_LEVELS_NMAX) return 1;
+    lv->off = malloc(((size_t)nmax + 1) * sizeof *lv->off);
+    if (!lv->off) return 0;
+    for (int k = 0; k <= nmax; k++) lv->off[k] = -1;
+    size_t total = 0;
+    for (int c = 0; c < C; c++)
+        if (lv->off[n[c]] < 0) {
+            lv->off[n[c]] = (long)total;
+            total += (size_t)n[c] + 1;
+        }
+    lv->buf = malloc(total * sizeof *lv->buf);
+    if (!lv->buf) {
+        free(lv->off);
+        lv->off = NULL;
+        return 0;
+    }
+    for (int k = 1; k <= nmax; k++)
+        if (lv->off[k] >= 0)
+            for (int j = 0; j <= k; j++) lv->buf[lv->off[k] + j] = qlevel(qp, (uint32_t)j, (float)k);
+    lv->nmax = nmax;
+    return 1;
+}
+
+const float *cwba__levels_get(const cwba__levels *lv, int n)
+{
+    if (!lv || !lv->buf || n < 1 || n > lv->nmax || lv->off[n] < 0) return NULL;
+    return lv->buf + lv->off[n];
+}
+
+void cwba__levels_free(cwba__levels *lv)
+{
+    free(lv->buf);
+    free(lv->off);
+    memset(lv, 0, sizeof *lv);
+}
+
 void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
-                         uint32_t *codes, float *lut)
+                         uint32_t *codes, float *scratch, const float *levels)
 {
     if (!(qp->range > 0.0f)) {
         /* mx == mn: pass-through, codes 0 (SPEC §2). */
@@ -153,17 +337,20 @@ void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, 
         if (codes) memset(codes, 0, (size_t)HW * sizeof *codes);
         return;
     }
-    const float nf = (float)n;
-    /* A table of the n+1 levels saves one division (uniform) or one expf
-     * (log) per value when there are fewer levels than values. */
-    int use_lut = lut && n < HW;
-    if (use_lut)
-        for (int k = 0; k <= n; k++) lut[k] = qlevel(qp, (uint32_t)k, nf);
-    for (int i = 0; i < HW; i++) {
-        uint32_t c = code_clamp(qcode_value(qp, x[i], nf), n);
-        if (codes) codes[i] = c;
-        out[i] = use_lut ? lut[c] : qlevel(qp, c, nf);
+    if (qp->q == CWBA_QUANT_LOG) {
+        if (scratch) {
+            quant_log(qp, x, HW, n, out, codes, scratch, levels);
+            return;
+        }
+        const float nf = (float)n;
+        for (int i = 0; i < HW; i++) {
+            uint32_t c = code_clamp(log_code_exact(qp, x[i], nf), n);
+            if (codes) codes[i] = c;
+            out[i] = levels ? levels[c] : qlevel(qp, c, nf);
+        }
+        return;
     }
+    quant_uniform(qp, x, HW, n, out, codes);
 }
 
 cwba_status cwba_quantize_feature(cwba_quant q, const float *x, int C, int HW, const int *n,
@@ -182,13 +369,19 @@ cwba_status cwba_quantize_feature(cwba_quant q, const float *x, int C, int HW, c
     cwba_qparams qp;
     cwba_status st = cwba__qparams_from_feature(q, x, count, &qp, err);
     if (st != CWBA_OK) return st;
-    float *lut = malloc((size_t)HW * sizeof *lut);
-    if (!lut) return cwba_fail(err, CWBA_E_NOMEM, "quantize_feature: out of memory");
+    float *scratch = malloc((size_t)HW * sizeof *scratch);
+    cwba__levels lv;
+    if (!scratch || !cwba__levels_make(&qp, n, C, &lv)) {
+        free(scratch);
+        return cwba_fail(err, CWBA_E_NOMEM, "quantize_feature: out of memory");
+    }
     for (int c = 0; c < C; c++) {
         size_t off = (size_t)c * (size_t)HW;
-        cwba__quant_channel(&qp, x + off, HW, n[c], xhat + off, codes ? codes + off : NULL, lut);
+        cwba__quant_channel(&qp, x + off, HW, n[c], xhat + off, codes ? codes + off : NULL, scratch,
+                            cwba__levels_get(&lv, n[c]));
     }
-    free(lut);
+    cwba__levels_free(&lv);
+    free(scratch);
     return CWBA_OK;
 }
 
