@@ -181,10 +181,15 @@ static void conv_fast(nn_pool *pool, const float *in, int cin, int batch, int h,
 static void conv_cases(void)
 {
     /* cin, h, w, cout, k, stride, pad: AlexNet conv0, ResNet conv1, 3x3 with
-     * stride 2, a 1x1 stride-2 downsample and a 5x5 "same" conv. */
+     * stride 2, a 1x1 stride-2 downsample and a 5x5 "same" conv; then output
+     * rows of 16 and more columns (whole packed panels on one row: the
+     * masked-load path of im2col) at strides 1 and 2, with and without padding. */
     static const int cases[][7] = {{3, 23, 23, 13, 11, 4, 2}, {3, 16, 16, 17, 7, 2, 3},
                                    {5, 9, 7, 13, 3, 2, 1},    {8, 6, 6, 12, 1, 2, 0},
-                                   {4, 7, 7, 30, 5, 1, 2},    {2, 3, 3, 3, 3, 1, 1}};
+                                   {4, 7, 7, 30, 5, 1, 2},    {2, 3, 3, 3, 3, 1, 1},
+                                   {3, 9, 45, 5, 7, 2, 3},    {4, 5, 37, 6, 3, 1, 1},
+                                   {3, 6, 70, 4, 3, 2, 1},    {2, 4, 40, 3, 1, 2, 0},
+                                   {2, 3, 18, 3, 3, 1, 0},    {2, 5, 33, 3, 3, 2, 0}};
     const int batch = 3;
     for (int threads = 1; threads <= 2; threads++) {
         nn_pool *pool = nn_pool_create(threads);
@@ -250,7 +255,7 @@ static void maxpool_naive(const float *in, int planes, int h, int w, int k, int 
                         int iy = y * s - p + i, ix = x * s - p + j;
                         if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                         float v = in[((size_t)pl * h + iy) * w + ix];
-                        if (v > m) m = v;
+                        if (v > m || isnan(v)) m = v;
                     }
                 out[((size_t)pl * oh + y) * ow + x] = m;
             }
@@ -279,6 +284,49 @@ static void test_maxpool(void **state)
         nn_maxpool(x, 5, h, h, k, s, p, a, o, o);
         maxpool_naive(x, 5, h, h, k, s, p, b);
         assert_memory_equal(a, b, (size_t)5 * o * o * sizeof *a);
+        free(x);
+        free(a);
+        free(b);
+    }
+    /* Ties between +0 and -0 (the first in row-major order wins, whose sign
+     * shows) and NaN, against the window scan, also on rows wider than the
+     * separable path's buffer. */
+    static const int shapes[][5] = {{9, 9, 3, 2, 1}, {12, 10, 3, 1, 1}, {6, 11, 2, 2, 0},
+                                    {3, 1030, 3, 2, 1}, {5, 5, 5, 1, 2}};
+    const float pool[] = {-0.0f, 0.0f, -1.0f, 1.0f, NAN};
+    unsigned st = 7u;
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int h = shapes[i][0], w = shapes[i][1], k = shapes[i][2], s = shapes[i][3], p = shapes[i][4];
+        int oh = nn_out_side(h, k, s, p), ow = nn_out_side(w, k, s, p);
+        size_t nin = (size_t)2 * h * w, nout = (size_t)2 * oh * ow;
+        float *x = malloc(nin * sizeof *x), *a = malloc(nout * sizeof *a), *b = malloc(nout * sizeof *b);
+        assert_true(x && a && b);
+        for (int trial = 0; trial < 20; trial++) {
+            int kinds = trial % 2 ? 5 : 2; /* zeros only, or everything */
+            for (size_t j = 0; j < nin; j++) {
+                st = st * 1664525u + 1013904223u;
+                x[j] = pool[(st >> 16) % (unsigned)kinds];
+            }
+            nn_maxpool(x, 2, h, w, k, s, p, a, oh, ow);
+            /* maxpool_naive assumes square planes: run it per row-major plane pair */
+            for (int pl = 0; pl < 2; pl++)
+                for (int y = 0; y < oh; y++)
+                    for (int xo = 0; xo < ow; xo++) {
+                        float m = -INFINITY;
+                        for (int ii = 0; ii < k; ii++)
+                            for (int jj = 0; jj < k; jj++) {
+                                int iy = y * s - p + ii, ix = xo * s - p + jj;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                float v = x[((size_t)pl * h + iy) * w + ix];
+                                if (v > m || isnan(v)) m = v;
+                            }
+                        b[((size_t)pl * oh + y) * ow + xo] = m;
+                    }
+            for (size_t j = 0; j < nout; j++)
+                if (!(isnan(a[j]) && isnan(b[j])) && memcmp(&a[j], &b[j], sizeof a[j]) != 0)
+                    fail_msg("maxpool %dx%d k%d s%d p%d trial %d out %zu: %g vs %g", h, w, k, s, p,
+                             trial, j, (double)a[j], (double)b[j]);
+        }
         free(x);
         free(a);
         free(b);

@@ -5,7 +5,13 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+#if defined(__AVX512F__) && NN_NR == 16
+#include <immintrin.h>
+#define NN_IM2COL_AVX512 1
+#endif
 
 int nn_out_side(int in, int k, int stride, int pad)
 {
@@ -61,6 +67,32 @@ void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *d
                 }
                 const float *src = ic + sg->base + (size_t)ih * g->w;
                 int iw0 = sg->iw0 + kj;
+#ifdef NN_IM2COL_AVX512
+                /* A whole panel on one row (the common case): masked loads,
+                 * zeros where the window leaves the image (masked-out lanes
+                 * are never read). */
+                if (sg->len == NN_NR && (s == 1 || s == 2)) {
+                    const uintptr_t base = (uintptr_t)src;
+                    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                           12, 13, 14, 15);
+                    const __m512i w = _mm512_set1_epi32(g->w);
+                    __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(iw0), lane);
+                    __mmask16 m0 = _mm512_cmplt_epu32_mask(pos, w); /* 0 <= pos < w */
+                    const float *p0 = (const float *)(base + (uintptr_t)((intptr_t)iw0 * 4));
+                    __m512 v0 = _mm512_maskz_loadu_ps(m0, p0);
+                    if (s == 1) {
+                        _mm512_storeu_ps(o, v0);
+                    } else {
+                        __m512i pos1 = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
+                        __mmask16 m1 = _mm512_cmplt_epu32_mask(pos1, w);
+                        __m512 v1 = _mm512_maskz_loadu_ps(m1, p0 + 16);
+                        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+                                                               20, 22, 24, 26, 28, 30);
+                        _mm512_storeu_ps(o, _mm512_permutex2var_ps(v0, even, v1));
+                    }
+                    continue;
+                }
+#endif
                 if (s == 1) {
                     /* Contiguous: zeros left of the image, a copy, zeros right. */
                     int lo = iw0 < 0 ? -iw0 : 0;
@@ -107,27 +139,95 @@ void nn_pack_b_matrix(const void *vctx, int p0, int np, int k0, int kc, float *d
     }
 }
 
+/* Max pooling as PyTorch computes it: the maximum of the window, NaN if the
+ * window holds a NaN; among equal maxima (+0 and -0) the first in row-major
+ * order, since a value replaces the running maximum only when greater. */
+static inline float max_step(float m, float v) { return (v > m || v != v) ? v : m; }
+
+static void maxpool_plane_generic(const float *ip, int h, int w, int k, int stride, int pad,
+                                  float *op, int oh, int ow)
+{
+    for (int y = 0; y < oh; y++) {
+        int h0 = y * stride - pad, h1 = h0 + k;
+        if (h0 < 0) h0 = 0;
+        if (h1 > h) h1 = h;
+        for (int x = 0; x < ow; x++) {
+            int w0 = x * stride - pad, w1 = w0 + k;
+            if (w0 < 0) w0 = 0;
+            if (w1 > w) w1 = w;
+            float m = -INFINITY;
+            for (int i = h0; i < h1; i++)
+                for (int j = w0; j < w1; j++) m = max_step(m, ip[(size_t)i * w + j]);
+            op[(size_t)y * ow + x] = m;
+        }
+    }
+}
+
+#define MAXPOOL_ROW_MAX 1024
 void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,
                 int oh, int ow)
 {
     for (int pl = 0; pl < planes; pl++) {
         const float *ip = in + (size_t)pl * h * w;
         float *op = out + (size_t)pl * oh * ow;
+        if (ow > MAXPOOL_ROW_MAX) {
+            maxpool_plane_generic(ip, h, w, k, stride, pad, op, oh, ow);
+            continue;
+        }
+        /* Separable, row by row: the maximum over a window's row segment,
+         * then over its rows in order. Taking the first greatest value at
+         * each stage gives the first in row-major order, and a NaN anywhere
+         * survives both stages, so this equals the window scan above. */
+        float rowmax[MAXPOOL_ROW_MAX];
+        /* Output columns whose window lies inside the row: [xa, xb). */
+        int xa = (pad + stride - 1) / stride, xb = (w - k + pad) / stride + 1;
+        if (xa > ow) xa = ow;
+        if (xb > ow) xb = ow;
+        if (xb < xa) xb = xa;
         for (int y = 0; y < oh; y++) {
             int h0 = y * stride - pad, h1 = h0 + k;
             if (h0 < 0) h0 = 0;
             if (h1 > h) h1 = h;
-            for (int x = 0; x < ow; x++) {
-                int w0 = x * stride - pad, w1 = w0 + k;
-                if (w0 < 0) w0 = 0;
-                if (w1 > w) w1 = w;
-                float m = -INFINITY;
-                for (int i = h0; i < h1; i++)
-                    for (int j = w0; j < w1; j++) {
-                        float v = ip[(size_t)i * w + j];
-                        if (v > m || isnan(v)) m = v;
+            float *o = op + (size_t)y * ow;
+            for (int x = 0; x < ow; x++) o[x] = -INFINITY;
+            for (int i = h0; i < h1; i++) {
+                const float *row = ip + (size_t)i * w;
+                for (int x = 0; x < xa; x++) {
+                    int w0 = x * stride - pad, w1 = w0 + k;
+                    if (w0 < 0) w0 = 0;
+                    if (w1 > w) w1 = w;
+                    float m = -INFINITY;
+                    for (int j = w0; j < w1; j++) m = max_step(m, row[j]);
+                    rowmax[x] = m;
+                }
+                /* Interior: the torchvision shapes get loops that vectorise. */
+                if (k == 3 && stride == 2) {
+                    for (int x = xa; x < xb; x++) {
+                        const float *r = row + 2 * x - pad;
+                        rowmax[x] = max_step(max_step(r[0], r[1]), r[2]);
                     }
-                op[(size_t)y * ow + x] = m;
+                } else if (k == 2 && stride == 2) {
+                    for (int x = xa; x < xb; x++) {
+                        const float *r = row + 2 * x - pad;
+                        rowmax[x] = max_step(r[0], r[1]);
+                    }
+                } else {
+                    for (int x = xa; x < xb; x++) {
+                        const float *r = row + x * stride - pad;
+                        float m = r[0];
+                        for (int j = 1; j < k; j++) m = max_step(m, r[j]);
+                        rowmax[x] = m;
+                    }
+                }
+                for (int x = xb; x < ow; x++) {
+                    int w0 = x * stride - pad, w1 = w0 + k;
+                    if (w0 < 0) w0 = 0;
+                    if (w1 > w) w1 = w;
+                    float m = -INFINITY;
+                    for (int j = w0; j < w1; j++) m = max_step(m, row[j]);
+                    rowmax[x] = m;
+                }
+                for (int x = 0; x < ow; x++) o[x] = max_step(o[x], rowmax[x]);
             }
         }
     }
