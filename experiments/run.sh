@@ -34,12 +34,24 @@ LOG_RESERVE=${LOG_RESERVE:-20}
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# `touch experiments/.pause` holds the run before its next chunk (e.g. while a
+# benchmark needs the machine to itself), so no chunk's timing includes the
+# pause; removing the file resumes it.
+pause_point() {
+    if [ -e "$EXP/.pause" ]; then
+        say "paused (experiments/.pause exists)"
+        while [ -e "$EXP/.pause" ]; do sleep 5; done
+        say "resumed"
+    fi
+}
+
 for cfg in $CONFIGS; do
     model=${cfg%%:*}
     split=${cfg#*:}
     name="$model-$split"
     for q in uniform log; do
         tdir="$EXP/tables/$name-$q"
+        pause_point
         say "$name: calibrating ($q) on $CALIB_IMAGES training images -> $tdir"
         "$BIN" calibrate --model "$model" --split "$split" --quant "$q" --table "$tdir" \
             --limit "$CALIB_IMAGES" --threads "$THREADS" >/dev/null
@@ -58,6 +70,7 @@ for cfg in $CONFIGS; do
             case "$mid" in *-standalone) [ "$k" -eq 0 ] || continue ;; esac
             out="$EXP/raw/$name/$mid/chunk-$(printf %03d "$k").jsonl"
             [ -s "$out" ] && continue
+            pause_point
             mkdir -p "$(dirname "$out")"
             say "$name: $mid, images $((k * CHUNK))..$((k * CHUNK + n - 1)) of $EVAL_IMAGES"
             # shellcheck disable=SC2086
