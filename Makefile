@@ -57,9 +57,12 @@ demo: build
 
 # Performance figures of docs/performance.md: cwba vs PyTorch and ONNX Runtime
 # in one run (takes tens of minutes; see bench/run.sh).
-BENCH_PACKAGES = python3-torch python3-torchvision python3-numpy libopenblas0-pthread nodejs npm
+# (npm is checked as a command: a Node.js from elsewhere, e.g. nodesource's
+# nodejs package, ships its own npm and conflicts with Debian's.)
+BENCH_PACKAGES = python3-torch python3-torchvision python3-numpy libopenblas0-pthread
 bench: deps
 	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \

@@ -53,11 +53,18 @@ typedef void (*narrow_fn)(int k, const float *a, const float *b, int ncols, floa
 typedef void (*narrow_range_fn)(int k, const float *a, int npan, int mrows, const float *b,
                                 int ncols, float *c, size_t ldc);
 
+/* Two adjacent column panels at once (b0, b1 packed (kc, NN_NR) each; c
+ * covers 2 * NN_NR columns): the A values loaded for a step serve twice as
+ * many FMAs. Same chains as kernel_fn; NULL where the ISA has none. */
+typedef void (*kernel2_fn)(int kc, const float *a, const float *b0, const float *b1, float *c,
+                           size_t ldc, int acc);
+
 typedef struct isa {
     const char *name;
     int mr;
     kernel_fn kernel;
     narrow_range_fn narrow;
+    kernel2_fn kernel2;
 } isa;
 
 /* ---- scalar (any CPU; fmaf is correctly rounded, so it matches the SIMD paths) */
@@ -158,6 +165,42 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float
     STORE_ROW(6); STORE_ROW(7); STORE_ROW(8); STORE_ROW(9); STORE_ROW(10); STORE_ROW(11);
 }
 
+#define FMA_ROW2(i)                                                                                \
+    do {                                                                                           \
+        __m512 av = _mm512_set1_ps(a[i]);                                                          \
+        c##i = _mm512_fmadd_ps(av, b0v, c##i);                                                     \
+        d##i = _mm512_fmadd_ps(av, b1v, d##i);                                                     \
+    } while (0)
+#define LOAD_ROW2(i)                                                                               \
+    do {                                                                                           \
+        c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();                         \
+        d##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 16) : _mm512_setzero_ps();                    \
+    } while (0)
+#define STORE_ROW2(i)                                                                              \
+    do {                                                                                           \
+        _mm512_storeu_ps(c + (i) * ldc, c##i);                                                     \
+        _mm512_storeu_ps(c + (i) * ldc + 16, d##i);                                                \
+    } while (0)
+__attribute__((target("avx512f"))) static void kernel2_avx512(int kc, const float *a,
+                                                               const float *b0, const float *b1,
+                                                               float *c, size_t ldc, int acc)
+{
+    __m512 c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11;
+    __m512 d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11;
+    LOAD_ROW2(0); LOAD_ROW2(1); LOAD_ROW2(2); LOAD_ROW2(3); LOAD_ROW2(4); LOAD_ROW2(5);
+    LOAD_ROW2(6); LOAD_ROW2(7); LOAD_ROW2(8); LOAD_ROW2(9); LOAD_ROW2(10); LOAD_ROW2(11);
+    for (int p = 0; p < kc; p++) {
+        __m512 b0v = _mm512_loadu_ps(b0), b1v = _mm512_loadu_ps(b1);
+        FMA_ROW2(0); FMA_ROW2(1); FMA_ROW2(2); FMA_ROW2(3); FMA_ROW2(4); FMA_ROW2(5);
+        FMA_ROW2(6); FMA_ROW2(7); FMA_ROW2(8); FMA_ROW2(9); FMA_ROW2(10); FMA_ROW2(11);
+        a += MR_AVX512;
+        b0 += NN_NR;
+        b1 += NN_NR;
+    }
+    STORE_ROW2(0); STORE_ROW2(1); STORE_ROW2(2); STORE_ROW2(3); STORE_ROW2(4); STORE_ROW2(5);
+    STORE_ROW2(6); STORE_ROW2(7); STORE_ROW2(8); STORE_ROW2(9); STORE_ROW2(10); STORE_ROW2(11);
+}
+
 __attribute__((target("avx512f"))) static void narrow_avx512(int k, const float *a, const float *b,
                                                               int ncols, float *c, size_t ldc,
                                                               int rows)
@@ -236,10 +279,11 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
 }
 #endif
 
-static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar};
+static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar, NULL};
 #ifdef NN_X86
-static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_range_avx2};
-static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_range_avx512};
+static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_range_avx2, NULL};
+static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_range_avx512,
+                               kernel2_avx512};
 #endif
 
 /* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
@@ -389,6 +433,7 @@ static void run_task(void *vctx, int tid, int nt)
     const nn_gemm *g = rc->g;
     const int MR = rc->is->mr;
     const kernel_fn kernel = rc->is->kernel;
+    const kernel2_fn kernel2 = rc->is->kernel2;
     int p0 = 0, p1 = rc->npanels, m0 = 0, m1 = rc->nmb;
     if (rc->split_m) {
         m0 = (int)((long)rc->nmb * tid / nt);
@@ -426,6 +471,11 @@ static void run_task(void *vctx, int tid, int nt)
                     int col0 = (pc + pi) * NN_NR;
                     int cols = g->n - col0 < NN_NR ? g->n - col0 : NN_NR;
                     float *c = g->c + (size_t)row0 * g->ldc + col0;
+                    if (kernel2 && rows == MR && pi + 1 < npc && g->n - col0 >= 2 * NN_NR) {
+                        kernel2(kc, a, b, b + (size_t)kc * NN_NR, c, g->ldc, k0 > 0);
+                        pi++;
+                        continue;
+                    }
                     if (rows == MR && cols == NN_NR) {
                         kernel(kc, a, b, c, g->ldc, k0 > 0);
                         continue;
