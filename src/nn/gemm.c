@@ -58,6 +58,8 @@ typedef void (*narrow_range_fn)(int k, const float *a, int npan, int mrows, cons
  * many FMAs. Same chains as kernel_fn; NULL where the ISA has none. */
 typedef void (*kernel2_fn)(int kc, const float *a, const float *b0, const float *b1, float *c,
                            size_t ldc, int acc);
+typedef void (*kernel3_fn)(int kc, const float *a, const float *b0, const float *b1,
+                           const float *b2, float *c, size_t ldc, int acc);
 
 typedef struct isa {
     const char *name;
@@ -65,6 +67,7 @@ typedef struct isa {
     kernel_fn kernel;
     narrow_range_fn narrow;
     kernel2_fn kernel2;
+    kernel3_fn kernel3;
 } isa;
 
 /* ---- scalar (any CPU; fmaf is correctly rounded, so it matches the SIMD paths) */
@@ -142,63 +145,87 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(int k, const float *
     }
 }
 
-/* ---- AVX-512: 12 rows x 1 zmm */
-#define MR_AVX512 12
-#define FMA_ROW(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bv, c##i)
-#define LOAD_ROW(i) c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps()
-#define STORE_ROW(i) _mm512_storeu_ps(c + (i) * ldc, c##i)
+/* ---- AVX-512: 8 rows x 1, 2 or 3 zmm (16, 32 or 48 columns: one to three
+ * adjacent packed panels). 8 rows divide every channel count of the three
+ * networks, so no row panel is padded; three panels give 24 accumulators
+ * and 8 broadcasts + 3 loads per 24 FMAs. */
+#define MR_AVX512 8
+#define AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+#define K1_DECL(i) __m512 c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();
+#define K1_FMA(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0v, c##i);
+#define K1_STORE(i) _mm512_storeu_ps(c + (i) * ldc, c##i);
 __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float *a,
                                                               const float *b, float *c,
                                                               size_t ldc, int acc)
 {
-    __m512 c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11;
-    LOAD_ROW(0); LOAD_ROW(1); LOAD_ROW(2); LOAD_ROW(3); LOAD_ROW(4); LOAD_ROW(5);
-    LOAD_ROW(6); LOAD_ROW(7); LOAD_ROW(8); LOAD_ROW(9); LOAD_ROW(10); LOAD_ROW(11);
+    AVX512_ROWS(K1_DECL)
     for (int p = 0; p < kc; p++) {
-        __m512 bv = _mm512_loadu_ps(b);
-        FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);
-        FMA_ROW(6); FMA_ROW(7); FMA_ROW(8); FMA_ROW(9); FMA_ROW(10); FMA_ROW(11);
+        __m512 b0v = _mm512_loadu_ps(b);
+        AVX512_ROWS(K1_FMA)
         a += MR_AVX512;
         b += NN_NR;
     }
-    STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5);
-    STORE_ROW(6); STORE_ROW(7); STORE_ROW(8); STORE_ROW(9); STORE_ROW(10); STORE_ROW(11);
+    AVX512_ROWS(K1_STORE)
 }
 
-#define FMA_ROW2(i)                                                                                \
-    do {                                                                                           \
+#define K2_DECL(i)                                                                                 \
+    __m512 c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();                      \
+    __m512 d##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 16) : _mm512_setzero_ps();
+#define K2_FMA(i)                                                                                  \
+    {                                                                                              \
         __m512 av = _mm512_set1_ps(a[i]);                                                          \
         c##i = _mm512_fmadd_ps(av, b0v, c##i);                                                     \
         d##i = _mm512_fmadd_ps(av, b1v, d##i);                                                     \
-    } while (0)
-#define LOAD_ROW2(i)                                                                               \
-    do {                                                                                           \
-        c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();                         \
-        d##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 16) : _mm512_setzero_ps();                    \
-    } while (0)
-#define STORE_ROW2(i)                                                                              \
-    do {                                                                                           \
-        _mm512_storeu_ps(c + (i) * ldc, c##i);                                                     \
-        _mm512_storeu_ps(c + (i) * ldc + 16, d##i);                                                \
-    } while (0)
+    }
+#define K2_STORE(i)                                                                                \
+    _mm512_storeu_ps(c + (i) * ldc, c##i);                                                         \
+    _mm512_storeu_ps(c + (i) * ldc + 16, d##i);
 __attribute__((target("avx512f"))) static void kernel2_avx512(int kc, const float *a,
                                                                const float *b0, const float *b1,
                                                                float *c, size_t ldc, int acc)
 {
-    __m512 c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11;
-    __m512 d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11;
-    LOAD_ROW2(0); LOAD_ROW2(1); LOAD_ROW2(2); LOAD_ROW2(3); LOAD_ROW2(4); LOAD_ROW2(5);
-    LOAD_ROW2(6); LOAD_ROW2(7); LOAD_ROW2(8); LOAD_ROW2(9); LOAD_ROW2(10); LOAD_ROW2(11);
+    AVX512_ROWS(K2_DECL)
     for (int p = 0; p < kc; p++) {
         __m512 b0v = _mm512_loadu_ps(b0), b1v = _mm512_loadu_ps(b1);
-        FMA_ROW2(0); FMA_ROW2(1); FMA_ROW2(2); FMA_ROW2(3); FMA_ROW2(4); FMA_ROW2(5);
-        FMA_ROW2(6); FMA_ROW2(7); FMA_ROW2(8); FMA_ROW2(9); FMA_ROW2(10); FMA_ROW2(11);
+        AVX512_ROWS(K2_FMA)
         a += MR_AVX512;
         b0 += NN_NR;
         b1 += NN_NR;
     }
-    STORE_ROW2(0); STORE_ROW2(1); STORE_ROW2(2); STORE_ROW2(3); STORE_ROW2(4); STORE_ROW2(5);
-    STORE_ROW2(6); STORE_ROW2(7); STORE_ROW2(8); STORE_ROW2(9); STORE_ROW2(10); STORE_ROW2(11);
+    AVX512_ROWS(K2_STORE)
+}
+
+#define K3_DECL(i)                                                                                 \
+    __m512 c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();                      \
+    __m512 d##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 16) : _mm512_setzero_ps();                 \
+    __m512 e##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 32) : _mm512_setzero_ps();
+#define K3_FMA(i)                                                                                  \
+    {                                                                                              \
+        __m512 av = _mm512_set1_ps(a[i]);                                                          \
+        c##i = _mm512_fmadd_ps(av, b0v, c##i);                                                     \
+        d##i = _mm512_fmadd_ps(av, b1v, d##i);                                                     \
+        e##i = _mm512_fmadd_ps(av, b2v, e##i);                                                     \
+    }
+#define K3_STORE(i)                                                                                \
+    _mm512_storeu_ps(c + (i) * ldc, c##i);                                                         \
+    _mm512_storeu_ps(c + (i) * ldc + 16, d##i);                                                    \
+    _mm512_storeu_ps(c + (i) * ldc + 32, e##i);
+__attribute__((target("avx512f"))) static void kernel3_avx512(int kc, const float *a,
+                                                               const float *b0, const float *b1,
+                                                               const float *b2, float *c,
+                                                               size_t ldc, int acc)
+{
+    AVX512_ROWS(K3_DECL)
+    for (int p = 0; p < kc; p++) {
+        __m512 b0v = _mm512_loadu_ps(b0), b1v = _mm512_loadu_ps(b1), b2v = _mm512_loadu_ps(b2);
+        AVX512_ROWS(K3_FMA)
+        a += MR_AVX512;
+        b0 += NN_NR;
+        b1 += NN_NR;
+        b2 += NN_NR;
+    }
+    AVX512_ROWS(K3_STORE)
 }
 
 __attribute__((target("avx512f"))) static void narrow_avx512(int k, const float *a, const float *b,
@@ -234,17 +261,16 @@ NARROW_RANGE(narrow_range_scalar, narrow_scalar, MR_SCALAR, )
 #ifdef NN_X86
 NARROW_RANGE(narrow_range_avx2, narrow_avx2, MR_AVX2, __attribute__((target("avx2,fma"))))
 
-/* AVX-512: four panels at a time (16 independent chains, four columns each,
- * columns beyond ncols are zero padding of b and are computed but dropped) so
- * the FMA latency is hidden even for a single image. */
+/* AVX-512: eight panels at a time, two 8-row panels per zmm (16 independent
+ * chains, four columns each; columns beyond ncols are zero padding of b,
+ * computed and dropped) so the FMA latency is hidden even for one image. */
 __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const float *a, int npan,
                                                                     int mrows, const float *b,
                                                                     int ncols, float *c, size_t ldc)
 {
-    const __mmask16 mask = (__mmask16)((1u << MR_AVX512) - 1);
     const size_t as = (size_t)MR_AVX512 * k;
     int q = 0;
-    for (; q + 4 <= npan; q += 4) {
+    for (; q + 8 <= npan; q += 8) {
         __m512 acc[4][4];
         for (int u = 0; u < 4; u++)
             for (int j = 0; j < 4; j++) acc[u][j] = _mm512_setzero_ps();
@@ -254,7 +280,9 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
             __m512 b0 = _mm512_set1_ps(bp[0]), b1 = _mm512_set1_ps(bp[1]);
             __m512 b2 = _mm512_set1_ps(bp[2]), b3 = _mm512_set1_ps(bp[3]);
             for (int u = 0; u < 4; u++) {
-                __m512 av = _mm512_maskz_loadu_ps(mask, a0 + u * as + (size_t)p * MR_AVX512);
+                const float *ap = a0 + 2 * u * as + (size_t)p * MR_AVX512;
+                __m512 av = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(ap)),
+                                               _mm256_loadu_ps(ap + as), 1);
                 acc[u][0] = _mm512_fmadd_ps(av, b0, acc[u][0]);
                 acc[u][1] = _mm512_fmadd_ps(av, b1, acc[u][1]);
                 acc[u][2] = _mm512_fmadd_ps(av, b2, acc[u][2]);
@@ -263,8 +291,8 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
         }
         float tmp[16];
         for (int u = 0; u < 4; u++) {
-            int row0 = (q + u) * MR_AVX512;
-            int rows = mrows - row0 < MR_AVX512 ? mrows - row0 : MR_AVX512;
+            int row0 = (q + 2 * u) * MR_AVX512;
+            int rows = mrows - row0 < 2 * MR_AVX512 ? mrows - row0 : 2 * MR_AVX512;
             for (int j = 0; j < ncols; j++) {
                 _mm512_storeu_ps(tmp, acc[u][j]);
                 for (int i = 0; i < rows; i++) c[(size_t)(row0 + i) * ldc + j] = tmp[i];
@@ -279,11 +307,12 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
 }
 #endif
 
-static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar, NULL};
+static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar, NULL,
+                               NULL};
 #ifdef NN_X86
-static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_range_avx2, NULL};
+static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_range_avx2, NULL, NULL};
 static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_range_avx512,
-                               kernel2_avx512};
+                               kernel2_avx512, kernel3_avx512};
 #endif
 
 /* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
@@ -434,6 +463,7 @@ static void run_task(void *vctx, int tid, int nt)
     const int MR = rc->is->mr;
     const kernel_fn kernel = rc->is->kernel;
     const kernel2_fn kernel2 = rc->is->kernel2;
+    const kernel3_fn kernel3 = rc->is->kernel3;
     int p0 = 0, p1 = rc->npanels, m0 = 0, m1 = rc->nmb;
     if (rc->split_m) {
         m0 = (int)((long)rc->nmb * tid / nt);
@@ -471,6 +501,12 @@ static void run_task(void *vctx, int tid, int nt)
                     int col0 = (pc + pi) * NN_NR;
                     int cols = g->n - col0 < NN_NR ? g->n - col0 : NN_NR;
                     float *c = g->c + (size_t)row0 * g->ldc + col0;
+                    if (kernel3 && rows == MR && pi + 2 < npc && g->n - col0 >= 3 * NN_NR) {
+                        const size_t ps = (size_t)kc * NN_NR;
+                        kernel3(kc, a, b, b + ps, b + 2 * ps, c, g->ldc, k0 > 0);
+                        pi += 2;
+                        continue;
+                    }
                     if (kernel2 && rows == MR && pi + 1 < npc && g->n - col0 >= 2 * NN_NR) {
                         kernel2(kc, a, b, b + (size_t)kc * NN_NR, c, g->ldc, k0 > 0);
                         pi++;
