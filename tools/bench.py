@@ -312,6 +312,20 @@ def main():
                     "Forward pass (median ms per batch; ratio > 1: cwba faster; min: ratio of the fastest repetitions)", rows, names, flops,
                     peak, lambda b: 1, errs, note)
                 results["forward"] = {"summary": summ, "errors": errs, "raw": res}
+                # Target: cwba at least as fast as the faster of PyTorch and ONNX Runtime.
+                verdicts = []
+                for key, label, _, _ in rows:
+                    med = summ[key]["median_s"]
+                    others = [med[n] for n in names[1:] if med.get(n)]
+                    if med.get("cwba") and others:
+                        r = min(others) / med["cwba"]
+                        verdicts.append((label, r))
+                met = [l for l, r in verdicts if r >= 1.0]
+                out.append("Target: cwba at least as fast as the faster of PyTorch and ONNX Runtime "
+                           "on every case: %s (%d of %d cases; faster-of-two / cwba: %s)." % (
+                               "met" if len(met) == len(verdicts) else "NOT met", len(met),
+                               len(verdicts), ", ".join("%s %.2fx" % (l, r) for l, r in verdicts)))
+                out.append("")
                 fails = [k for k, v in results["onnx_export"].items() if v.startswith("failed")]
                 if fails:
                     out.append("ONNX export failed (torch %s) for: %s — %s" % (
@@ -394,6 +408,9 @@ def main():
         for c in q["cases"]:
             out.append("| %s | %dx%d | %.1f | %.2f |" % (c["quant"], c["C"], c["HW"],
                                                           1e6 * c["seconds"], c["gbps"]))
+        worst = min(c["gbps"] for c in q["cases"])
+        out += ["", "Target >= 1 GB/s of float32 feature per core: %s (slowest case %.2f GB/s)." % (
+            "met" if worst >= 1.0 else "NOT met", worst)]
         results["quant"] = q
         try:
             cd = run_json([cwba_bin, "codec"], env=env, timeout=600)
@@ -437,6 +454,9 @@ def main():
         out.append("")
         out.append("The original's figure for ResNet18 layer3 at 40 iterations: 9.0 s/image on a GPU "
                    "(ImageNet, 224 px).")
+        t224 = ev["resnet18 224 layer3"]["cwba"]["seconds_per_image"]
+        out.append("Target <= 2 s per image (ResNet18 layer3, 224 px, reserve 40, %d threads): %s "
+                   "(%.2f s)." % (a.threads, "met" if t224 <= 2.0 else "NOT met", t224))
         out.append("")
         results["eval"] = ev
         print("\n".join(out), flush=True)
@@ -464,6 +484,10 @@ def main():
                            fmt(o["seconds_per_image"]), o["measured_steps"], steps,
                            o["seconds_per_image"] / c["seconds_per_image"]))
             log("  calibration %d done" % s)
+        worst = min(cal[s]["original"]["seconds_per_image"] / cal[s]["cwba"]["seconds_per_image"]
+                    for s in cal)
+        out.append("Target >= 100x faster than the original's method for calibration: %s "
+                   "(smallest speed-up %.0fx)." % ("met" if worst >= 100 else "NOT met", worst))
         out.append("")
         results["calib"] = cal
         print("\n".join(out), flush=True)
