@@ -75,10 +75,13 @@ static void for_each_isa(void (*fn)(void))
 static void gemm_cases(void)
 {
     /* Odd sizes: partial row panels, partial column panels, k beyond one
-     * k-block, and big enough to be split across threads. */
+     * k-block, and big enough to be split across threads; narrow products
+     * (n <= 4) over many row panels (the paired-panel path) and widths that
+     * use the 2- and 3-panel kernels exactly or with a remainder. */
     static const int shapes[][3] = {{1, 1, 1},     {13, 5, 7},      {37, 70, 300}, {64, 256, 600},
                                     {12, 16, 256}, {200, 33, 1000}, {10, 1, 4096}, {50, 3, 700},
-                                    {13, 4, 300},  {100, 2, 50}};
+                                    {13, 4, 300},  {100, 2, 50},    {130, 3, 333}, {256, 4, 1000},
+                                    {1000, 1, 64}, {24, 48, 20},    {8, 96, 5},    {16, 47, 9}};
     for (int threads = 1; threads <= 2; threads++) {
         nn_pool *pool = nn_pool_create(threads);
         assert_non_null(pool);

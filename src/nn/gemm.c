@@ -281,8 +281,10 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
             __m512 b2 = _mm512_set1_ps(bp[2]), b3 = _mm512_set1_ps(bp[3]);
             for (int u = 0; u < 4; u++) {
                 const float *ap = a0 + 2 * u * as + (size_t)p * MR_AVX512;
-                __m512 av = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(ap)),
-                                               _mm256_loadu_ps(ap + as), 1);
+                /* (insertf64x4 on the bits: AVX512F only, unlike insertf32x8) */
+                __m512 av = _mm512_castpd_ps(_mm512_insertf64x4(
+                    _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(ap))),
+                    _mm256_castps_pd(_mm256_loadu_ps(ap + as)), 1));
                 acc[u][0] = _mm512_fmadd_ps(av, b0, acc[u][0]);
                 acc[u][1] = _mm512_fmadd_ps(av, b1, acc[u][1]);
                 acc[u][2] = _mm512_fmadd_ps(av, b2, acc[u][2]);
