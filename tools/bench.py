@@ -486,6 +486,7 @@ def main():
             log("  calibration %d done" % s)
         worst = min(cal[s]["original"]["seconds_per_image"] / cal[s]["cwba"]["seconds_per_image"]
                     for s in cal)
+        out.append("")
         out.append("Target >= 100x faster than the original's method for calibration: %s "
                    "(smallest speed-up %.0fx)." % ("met" if worst >= 100 else "NOT met", worst))
         out.append("")
