@@ -163,6 +163,21 @@ static void maxpool_plane_generic(const float *ip, int h, int w, int k, int stri
     }
 }
 
+/* Row-segment maxima for output columns [x0, x1) whose windows are clipped
+ * by the row's ends. */
+static void rowmax_clipped(const float *row, int w, int k, int stride, int pad, int x0, int x1,
+                           float *rowmax)
+{
+    for (int x = x0; x < x1; x++) {
+        int w0 = x * stride - pad, w1 = w0 + k;
+        if (w0 < 0) w0 = 0;
+        if (w1 > w) w1 = w;
+        float m = -INFINITY;
+        for (int j = w0; j < w1; j++) m = max_step(m, row[j]);
+        rowmax[x] = m;
+    }
+}
+
 #define MAXPOOL_ROW_MAX 1024
 void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,
                 int oh, int ow)
@@ -192,14 +207,7 @@ void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, in
             for (int x = 0; x < ow; x++) o[x] = -INFINITY;
             for (int i = h0; i < h1; i++) {
                 const float *row = ip + (size_t)i * w;
-                for (int x = 0; x < xa; x++) {
-                    int w0 = x * stride - pad, w1 = w0 + k;
-                    if (w0 < 0) w0 = 0;
-                    if (w1 > w) w1 = w;
-                    float m = -INFINITY;
-                    for (int j = w0; j < w1; j++) m = max_step(m, row[j]);
-                    rowmax[x] = m;
-                }
+                rowmax_clipped(row, w, k, stride, pad, 0, xa, rowmax);
                 /* Interior: the torchvision shapes get loops that vectorise. */
                 if (k == 3 && stride == 2) {
                     for (int x = xa; x < xb; x++) {
@@ -219,14 +227,7 @@ void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, in
                         rowmax[x] = m;
                     }
                 }
-                for (int x = xb; x < ow; x++) {
-                    int w0 = x * stride - pad, w1 = w0 + k;
-                    if (w0 < 0) w0 = 0;
-                    if (w1 > w) w1 = w;
-                    float m = -INFINITY;
-                    for (int j = w0; j < w1; j++) m = max_step(m, row[j]);
-                    rowmax[x] = m;
-                }
+                rowmax_clipped(row, w, k, stride, pad, xb, ow, rowmax);
                 for (int x = 0; x < ow; x++) o[x] = max_step(o[x], rowmax[x]);
             }
         }
