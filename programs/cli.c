@@ -81,6 +81,23 @@ int cli_parse(cli_opts *o, const cli_optdef *defs, int ndefs, int argc, char **a
     return 0;
 }
 
+int cli_begin(cli_opts *o, const cli_optdef *defs, int ndefs, int argc, char **argv,
+              const char *cmd, const char *synopsis, const char *const *required)
+{
+    int rc = cli_parse(o, defs, ndefs, argc, argv, cmd);
+    if (rc) return rc;
+    if (cli_has(o, "help")) {
+        cli_print_help(cmd, synopsis, defs, ndefs);
+        return 0;
+    }
+    for (int i = 0; required && required[i]; i++)
+        if (!cli_has(o, required[i])) {
+            cli_error("%s: --%s is required", cmd, required[i]);
+            return 2;
+        }
+    return CLI_GO;
+}
+
 const char *cli_get(const cli_opts *o, const char *name)
 {
     int k = find_def(o->defs, o->ndefs, name, strlen(name));

@@ -47,6 +47,15 @@ int cli_get_int_list(const cli_opts *o, const char *name, const char *def, long 
                      long *out, int max, int *count);
 void cli_print_help(const char *cmd, const char *synopsis, const cli_optdef *defs, int ndefs);
 
+/* The common start of a command: parses argv against defs, prints the help
+ * for --help, and checks that every option of `required` (NULL-terminated,
+ * may be NULL) was given. Returns CLI_GO when the command should go on,
+ * else its exit code (0 after the help, 2 after one error line). */
+#define CLI_GO (-1)
+#define CLI_NDEFS(defs) ((int)(sizeof(defs) / sizeof((defs)[0])))
+int cli_begin(cli_opts *o, const cli_optdef *defs, int ndefs, int argc, char **argv,
+              const char *cmd, const char *synopsis, const char *const *required);
+
 /* ---- one error line on stderr: "cwba: <msg>" */
 void cli_error(const char *fmt, ...)
 #if defined(__GNUC__)

@@ -47,20 +47,10 @@ int cli_mkdirs(const char *path)
 int cmd_calibrate(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof defs / sizeof defs[0]);
-    int rc = cli_parse(&o, defs, nd, argc, argv, "calibrate");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("calibrate", "--model M --split P --quant uniform|log --table DIR [options]",
-                       defs, nd);
-        return 0;
-    }
-    const char *names[] = {"split", "quant", "table"};
-    for (int i = 0; i < 3; i++)
-        if (!cli_has(&o, names[i])) {
-            cli_error("calibrate: --%s is required", names[i]);
-            return 2;
-        }
+    static const char *const req[] = {"split", "quant", "table", NULL};
+    int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "calibrate",
+                       "--model M --split P --quant uniform|log --table DIR [options]", req);
+    if (rc != CLI_GO) return rc;
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q;

@@ -32,20 +32,10 @@ static const cli_optdef enc_defs[] = {
 int cmd_encode(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof enc_defs / sizeof enc_defs[0]);
-    int rc = cli_parse(&o, enc_defs, nd, argc, argv, "encode");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("encode", "--model M --split P --quant Q --bits B --out DIR [options]",
-                       enc_defs, nd);
-        return 0;
-    }
-    const char *req[] = {"split", "quant", "bits", "out"};
-    for (int i = 0; i < 4; i++)
-        if (!cli_has(&o, req[i])) {
-            cli_error("encode: --%s is required", req[i]);
-            return 2;
-        }
+    static const char *const req[] = {"split", "quant", "bits", "out", NULL};
+    int rc = cli_begin(&o, enc_defs, CLI_NDEFS(enc_defs), argc, argv, "encode",
+                       "--model M --split P --quant Q --bits B --out DIR [options]", req);
+    if (rc != CLI_GO) return rc;
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q;

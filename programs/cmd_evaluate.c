@@ -29,21 +29,11 @@ static const cli_optdef defs[] = {
 int cmd_evaluate(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof defs / sizeof defs[0]);
-    int rc = cli_parse(&o, defs, nd, argc, argv, "evaluate");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("evaluate",
+    static const char *const req[] = {"split", "quant", NULL};
+    int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "evaluate",
                        "--model M --split P --quant Q --alloc none|channel [--table DIR] [options]",
-                       defs, nd);
-        return 0;
-    }
-    const char *req[] = {"split", "quant"};
-    for (int i = 0; i < 2; i++)
-        if (!cli_has(&o, req[i])) {
-            cli_error("evaluate: --%s is required", req[i]);
-            return 2;
-        }
+                       req);
+    if (rc != CLI_GO) return rc;
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q;

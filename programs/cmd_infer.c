@@ -31,13 +31,8 @@ static int argmax(const float *v, int n)
 int cmd_infer(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof defs / sizeof defs[0]);
-    int rc = cli_parse(&o, defs, nd, argc, argv, "infer");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("infer", "--model M [options]", defs, nd);
-        return 0;
-    }
+    int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "infer", "--model M [options]", NULL);
+    if (rc != CLI_GO) return rc;
     long batch, threads;
     if (!cli_get_int(&o, "batch", 32, 1, 4096, &batch) ||
         !cli_get_int(&o, "threads", 2, 1, 256, &threads))

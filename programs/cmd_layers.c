@@ -11,13 +11,9 @@ static const cli_optdef defs[] = {
 int cmd_layers(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof defs / sizeof defs[0]);
-    int rc = cli_parse(&o, defs, nd, argc, argv, "layers");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("layers", "--model M [--weights F] [--input-size S]", defs, nd);
-        return 0;
-    }
+    int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "layers",
+                       "--model M [--weights F] [--input-size S]", NULL);
+    if (rc != CLI_GO) return rc;
     cli_model cm;
     if ((rc = cli_model_open(&o, &cm))) return rc;
     int s = cwba_model_input_size(cm.model);

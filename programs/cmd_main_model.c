@@ -42,13 +42,9 @@ static const char *default_net_mode(cwba_arch a)
 int cmd_main_model(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof defs / sizeof defs[0]);
-    int rc = cli_parse(&o, defs, nd, argc, argv, "main_model");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("main_model", "--flag 0|1 --model M --quant_mode Q [options]", defs, nd);
-        return 0;
-    }
+    int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "main_model",
+                       "--flag 0|1 --model M --quant_mode Q [options]", NULL);
+    if (rc != CLI_GO) return rc;
     long flag, reserve, gpuid, threads;
     double alpha, beta;
     if (!cli_has(&o, "flag")) {

@@ -45,13 +45,8 @@ const char *cli_default_split(cwba_arch a)
 int cmd_reproduce(int argc, char **argv)
 {
     cli_opts o;
-    int nd = (int)(sizeof defs / sizeof defs[0]);
-    int rc = cli_parse(&o, defs, nd, argc, argv, "reproduce");
-    if (rc) return rc;
-    if (cli_has(&o, "help")) {
-        cli_print_help("reproduce", "[options]", defs, nd);
-        return 0;
-    }
+    int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "reproduce", "[options]", NULL);
+    if (rc != CLI_GO) return rc;
     if (!cli_has(&o, "model")) cli_set(&o, "model", "resnet18");
     cwba_error err;
     cwba_error_clear(&err);
