@@ -22,6 +22,11 @@ typedef struct cli_optdef {
     {"model", 1, "alexnet | vgg16 | resnet18"},                                                  \
         {"weights", 1, "weights file (default: the reference model in models/)"},               \
         {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"}
+/* The allocation's priority weights and DoReFa's clip (SPEC defaults). */
+#define CLI_ALLOC_OPTIONS                                                                        \
+    {"alpha", 1, "weight of the mean priority (default 0.9)"},                                   \
+        {"beta", 1, "weight of the std priority (default 0.1)"},                                 \
+        {"dorefa-clip", 1, "DoReFa clip value (default 0.9, as the original)"}
 /* Image selection after --data (cli_data_open reads them with --every). */
 #define CLI_SELECT_OPTIONS                                                                       \
     {"limit", 1, "use at most N images"}, {"offset", 1, "skip the first K images"}
