@@ -11,11 +11,15 @@ for csv in results/*.csv; do
     # standalone rows are a 100-image timing sample: not plotted
     mapfile -t methods < <(tail -n +2 "$csv" | cut -d, -f2 | grep -v standalone | sort -u)
     floattop=$(tail -n +2 "$csv" | cut -d, -f11 | grep -v '^$' | head -1)
-    p1="" p2=""
+    # one distinct colour per method (gnuplot's default cycle repeats purple)
+    colors=('#1b9e77' '#d95f02' '#7570b3' '#e7298a' '#66a61e' '#e6ab02' '#a6761d' '#666666' '#1f78b4' '#b2182b')
+    p1="" p2="" i=0
     for m in "${methods[@]}"; do
         src="< awk -F, -v m='$m' 'NR>1 && \$2==m' $csv"
-        p1+="\"$src\" using 6:8 with linespoints title '$m', "
-        p2+="\"$src\" using 13:10 with linespoints title '$m', "
+        lc="lc rgb '${colors[i % ${#colors[@]}]}'"
+        p1+="\"$src\" using 6:8 with linespoints $lc title '$m', "
+        p2+="\"$src\" using 13:10 with linespoints $lc title '$m', "
+        i=$((i + 1))
     done
     gnuplot <<GP
 set terminal pngcairo size 900,600 noenhanced
