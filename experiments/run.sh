@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${CWBA:-$ROOT/build/cwba}
 EXP=$ROOT/experiments
-CONFIGS=${CONFIGS:-"resnet18:layer3 alexnet:features.5 vgg16:features.30 resnet18:layer2 resnet18:layer1"}
+CONFIGS=${CONFIGS:-"resnet18:layer3 alexnet:features.5 resnet18:layer2 resnet18:layer1 vgg16:features.30"}
 CALIB_IMAGES=${CALIB_IMAGES:-16}   # training images per interval table (see README)
 EVAL_IMAGES=${EVAL_IMAGES:-1000}   # test images, every EVERY-th
 EVERY=${EVERY:-10}
