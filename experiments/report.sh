@@ -61,3 +61,21 @@ for csv in results/*.csv; do
     }' "$csv" >"results/$cfg.md.tmp"
     mv "results/$cfg.md.tmp" "results/$cfg.md"
 done
+
+# Paste the tables into README.md between its results markers, in the
+# order of run.sh's configurations, each followed by its plots.
+if grep -q '^<!-- results:begin' README.md; then
+    {
+        sed '/^<!-- results:begin/q' README.md
+        for cfg in resnet18-layer3 alexnet-features.5 resnet18-layer2 resnet18-layer1 vgg16-features.30; do
+            [ -s "results/$cfg.md" ] || continue
+            echo
+            cat "results/$cfg.md"
+            echo "Plots: [\`plots/$cfg-mse.png\`](plots/$cfg-mse.png) (output MSE against bits, log scale),"
+            echo "[\`plots/$cfg-top1.png\`](plots/$cfg-top1.png) (top-1 against exact code bits per element)."
+            echo
+        done
+        sed -n '/^<!-- results:end/,$p' README.md
+    } >README.md.tmp
+    mv README.md.tmp README.md
+fi
