@@ -516,6 +516,47 @@ static void test_encode_feature(void **state)
     free(codes);
 }
 
+/* DoReFa with clip > 1 (codes above 2^b - 1): decode reports n_c = 2^b - 1
+ * as the format defines it, and a decoded stream re-encodes from its own n
+ * and codes to the same bytes (a libFuzzer find: decode used to report the
+ * alphabet top, which the encoder then rejected). */
+static void test_dorefa_clip_reencode(void **state)
+{
+    (void)state;
+    const shape sh = {"resnet18", "layer3", 16, 4, 4};
+    const int C = sh.C, total = C * sh.H * sh.W;
+    float *x = malloc((size_t)total * sizeof *x);
+    uint32_t *codes = malloc((size_t)total * sizeof *codes);
+    int n[16];
+    assert_true(x && codes);
+    relu_feature(x, C, sh.H, sh.W, 1.0);
+    for (float clip = 0.5f; clip <= 4.0f; clip *= 2.0f) {
+        for (int mode = 0; mode < 2; mode++) {
+            cwba_stream_info si = make_info(&sh, CWBA_QUANT_DOREFA, (cwba_stream_mode)mode);
+            si.bits = 3;
+            si.clip = clip;
+            cwba_error err;
+            size_t cap = cwba_stream_bound(&si, NULL), len, len2;
+            uint8_t *buf = malloc(cap), *re = malloc(cap);
+            assert_true(buf && re);
+            assert_int_equal(cwba_stream_encode_feature(&si, x, NULL, buf, cap, &len, NULL, NULL, &err),
+                             CWBA_OK);
+            cwba_stream_info di;
+            assert_int_equal(cwba_stream_decode(buf, len, &di, n, (size_t)C, codes, NULL,
+                                                (size_t)total, &err),
+                             CWBA_OK);
+            for (int c = 0; c < C; c++) assert_int_equal(n[c], 7);
+            assert_int_equal(cwba_stream_encode(&di, n, codes, re, cap, &len2, NULL, &err), CWBA_OK);
+            assert_int_equal(len2, len);
+            assert_memory_equal(re, buf, len);
+            free(buf);
+            free(re);
+        }
+    }
+    free(x);
+    free(codes);
+}
+
 static void test_mode_names(void **state)
 {
     (void)state;
@@ -542,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_encode_rejects_bad_input),
         cmocka_unit_test(test_expect_identity),
         cmocka_unit_test(test_encode_feature),
+        cmocka_unit_test(test_dorefa_clip_reencode),
         cmocka_unit_test(test_mode_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

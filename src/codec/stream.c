@@ -881,8 +881,12 @@ cwba_status cwba_stream_decode(const uint8_t *src, size_t len, cwba_stream_info 
             goto out;
         }
     }
+    /* n_c as the format defines it: for DoReFa 2^bits - 1 (its alphabet,
+     * nc above, is larger when clip > 1), which is also what the encoder
+     * requires back. */
     if (n)
-        for (int c = 0; c < C; c++) n[c] = (int)nc[c];
+        for (int c = 0; c < C; c++)
+            n[c] = si->quant == CWBA_QUANT_DOREFA ? (int)dorefa_n(si->bits) : (int)nc[c];
 
     /* Codes, channel by channel, each dequantized right after decoding. */
     int degenerate = si->quant != CWBA_QUANT_DOREFA && si->mn == si->mx;
