@@ -218,7 +218,7 @@ cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
     }
 
     cwba__levels lv;
-    if (!cwba__levels_make(&qp, n, C, &lv)) {
+    if (!cwba__levels_make(&qp, n, C, HW, &lv)) {
         st = cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
         goto done;
     }

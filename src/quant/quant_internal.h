@@ -37,16 +37,17 @@ void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, 
                          uint32_t *codes, float *scratch, const float *levels);
 
 /* The log quantizer's dequantized levels for every distinct n of one
- * allocation, computed once per image (one expf per level, not per value).
- * Empty (every get returns NULL) for the uniform quantizer, a pass-through
- * range or n above CWBA_LEVELS_NMAX. make returns 0 when out of memory. */
+ * allocation of a (C, HW) feature, computed once per image (one expf per
+ * level, not per value). Empty (every get returns NULL) for the uniform
+ * quantizer, a pass-through range, n above CWBA_LEVELS_NMAX, or more levels
+ * than values. make returns 0 when out of memory. */
 #define CWBA_LEVELS_NMAX 65536
 typedef struct cwba__levels {
     float *buf;
     long *off; /* (nmax + 1): offset of n's levels in buf, -1 if absent */
     int nmax;
 } cwba__levels;
-int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, cwba__levels *lv);
+int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba__levels *lv);
 const float *cwba__levels_get(const cwba__levels *lv, int n);
 void cwba__levels_free(cwba__levels *lv);
 

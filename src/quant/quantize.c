@@ -285,7 +285,7 @@ static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, flo
     for (int i = 0; i < HW; i++) out[i] = qlevel(qp, (uint32_t)(int32_t)t[i], nf);
 }
 
-int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, cwba__levels *lv)
+int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba__levels *lv)
 {
     memset(lv, 0, sizeof *lv);
     if (qp->q != CWBA_QUANT_LOG || !(qp->range > 0.0f)) return 1; /* nothing to tabulate */
@@ -302,6 +302,12 @@ int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, cwba__levels 
             lv->off[n[c]] = (long)total;
             total += (size_t)n[c] + 1;
         }
+    if (total > (size_t)C * (size_t)HW) {
+        /* More levels than values: one expf per value is cheaper. */
+        free(lv->off);
+        lv->off = NULL;
+        return 1;
+    }
     lv->buf = malloc(total * sizeof *lv->buf);
     if (!lv->buf) {
         free(lv->off);
@@ -371,7 +377,7 @@ cwba_status cwba_quantize_feature(cwba_quant q, const float *x, int C, int HW, c
     if (st != CWBA_OK) return st;
     float *scratch = malloc((size_t)HW * sizeof *scratch);
     cwba__levels lv;
-    if (!scratch || !cwba__levels_make(&qp, n, C, &lv)) {
+    if (!scratch || !cwba__levels_make(&qp, n, C, HW, &lv)) {
         free(scratch);
         return cwba_fail(err, CWBA_E_NOMEM, "quantize_feature: out of memory");
     }
