@@ -19,23 +19,6 @@ static float *rnd(const char *name, size_t n)
     return x;
 }
 
-static float **scratch_new(int threads, int k)
-{
-    float **s = calloc((size_t)threads, sizeof *s);
-    assert_non_null(s);
-    for (int t = 0; t < threads; t++) {
-        s[t] = malloc(nn_gemm_scratch_size(k) * sizeof(float));
-        assert_non_null(s[t]);
-    }
-    return s;
-}
-
-static void scratch_free(float **s, int threads)
-{
-    for (int t = 0; t < threads; t++) free(s[t]);
-    free(s);
-}
-
 /* C = A * B through the packed path with the matrix packer. */
 static void gemm_packed(nn_pool *pool, int m, int n, int k, const float *a, const float *b,
                         float *c, const nn_epilogue *ep)
@@ -48,9 +31,9 @@ static void gemm_packed(nn_pool *pool, int m, int n, int k, const float *a, cons
                  .pack_ctx = &mc, .c = c, .ldc = (size_t)n};
     if (ep) g.ep = *ep;
     int nt = nn_pool_size(pool);
-    float **s = scratch_new(nt, k);
+    float **s = tu_gemm_scratch_new(nt, k);
     nn_gemm_run(pool, &g, s);
-    scratch_free(s, nt);
+    tu_gemm_scratch_free(s, nt);
     free(ap);
 }
 
@@ -175,9 +158,9 @@ static void conv_fast(nn_pool *pool, const float *in, int cin, int batch, int h,
     gm.ep.bias = bias;
     gm.ep.relu = relu;
     int nt = nn_pool_size(pool);
-    float **sc = scratch_new(nt, kdim);
+    float **sc = tu_gemm_scratch_new(nt, kdim);
     nn_gemm_run(pool, &gm, sc);
-    scratch_free(sc, nt);
+    tu_gemm_scratch_free(sc, nt);
     free(ap);
 }
 

@@ -21,23 +21,6 @@ static float *rnd(const char *name, size_t n, int zeros)
     return x;
 }
 
-static float **scratch_new(int threads, int k)
-{
-    float **s = calloc((size_t)threads, sizeof *s);
-    assert_non_null(s);
-    for (int t = 0; t < threads; t++) {
-        s[t] = malloc(nn_gemm_scratch_size(k) * sizeof(float));
-        assert_non_null(s[t]);
-    }
-    return s;
-}
-
-static void scratch_free(float **s, int threads)
-{
-    for (int t = 0; t < threads; t++) free(s[t]);
-    free(s);
-}
-
 static nn_conv_geom geom(int cin, int h, int w, int k, int s, int p)
 {
     nn_conv_geom g = {.cin = cin, .h = h, .w = w, .k = k, .stride = s, .pad = p};
@@ -74,7 +57,7 @@ static void tap_cases(void)
             float *ap = malloc(nn_gemm_packed_a_size(cout, kdim) * sizeof(float));
             assert_non_null(ap);
             nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
-            float **sc = scratch_new(nt, kdim);
+            float **sc = tu_gemm_scratch_new(nt, kdim);
             for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
                 int batch = batches[bi];
                 size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * g.oh * g.ow;
@@ -104,7 +87,7 @@ static void tap_cases(void)
                 free(o2);
                 free(tmp);
             }
-            scratch_free(sc, nt);
+            tu_gemm_scratch_free(sc, nt);
             free(ap);
             nn_tapconv_free(&tc);
             free(wt);

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nn/nn_internal.h"
+
 const char *tu_source_dir(void)
 {
     const char *s = getenv("CWBA_SOURCE_DIR");
@@ -67,4 +69,21 @@ int tu_group_teardown(void **state)
     free(tu_group_dir);
     tu_group_dir = NULL;
     return 0;
+}
+
+float **tu_gemm_scratch_new(int threads, int k)
+{
+    float **s = calloc((size_t)threads, sizeof *s);
+    assert_non_null(s);
+    for (int t = 0; t < threads; t++) {
+        s[t] = malloc(nn_gemm_scratch_size(k) * sizeof(float));
+        assert_non_null(s[t]);
+    }
+    return s;
+}
+
+void tu_gemm_scratch_free(float **s, int threads)
+{
+    for (int t = 0; t < threads; t++) free(s[t]);
+    free(s);
 }

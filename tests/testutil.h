@@ -27,4 +27,9 @@ int tu_exists(const char *path);
 /* Directory of the Debian Fashion-MNIST package, or NULL (tests then skip). */
 const char *tu_fmnist_dir(void);
 
+/* Per-thread GEMM packing scratch for nn_gemm_run (src/nn), k the inner
+ * dimension; asserts on allocation failure. */
+float **tu_gemm_scratch_new(int threads, int k);
+void tu_gemm_scratch_free(float **s, int threads);
+
 #endif
