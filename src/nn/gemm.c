@@ -61,6 +61,11 @@ typedef void (*kernel2_fn)(int kc, const float *a, const float *b0, const float 
 typedef void (*kernel3_fn)(int kc, const float *a, const float *b0, const float *b1,
                            const float *b2, float *c, size_t ldc, int acc);
 
+/* The same kernels reading B in place instead of from a packed panel: row p
+ * of the 16 columns is b + off[p] (see nn_gemm_direct). */
+typedef void (*kind_fn)(int kc, const float *a, const float *b, const int *off, float *c,
+                        size_t ldc, int acc);
+
 typedef struct isa {
     const char *name;
     int mr;
@@ -68,6 +73,9 @@ typedef struct isa {
     narrow_range_fn narrow;
     kernel2_fn kernel2;
     kernel3_fn kernel3;
+    kind_fn kind;   /* in-place B (nn_gemm_direct): 1, 2 and 3 column groups */
+    kind_fn kind2;  /* NULL where the ISA has none */
+    kind_fn kind3;
 } isa;
 
 /* ---- scalar (any CPU; fmaf is correctly rounded, so it matches the SIMD paths) */
@@ -82,6 +90,23 @@ static void kernel_scalar(int kc, const float *a, const float *b, float *c, size
             for (int j = 0; j < NN_NR; j++) r[i][j] = fmaf(a[i], b[j], r[i][j]);
         a += MR_SCALAR;
         b += NN_NR;
+    }
+    for (int i = 0; i < MR_SCALAR; i++)
+        for (int j = 0; j < NN_NR; j++) c[i * ldc + j] = r[i][j];
+}
+
+
+static void kind_scalar(int kc, const float *a, const float *b, const int *off, float *c,
+                        size_t ldc, int acc)
+{
+    float r[MR_SCALAR][NN_NR];
+    for (int i = 0; i < MR_SCALAR; i++)
+        for (int j = 0; j < NN_NR; j++) r[i][j] = acc ? c[i * ldc + j] : 0.0f;
+    for (int p = 0; p < kc; p++) {
+        const float *bp = b + off[p];
+        for (int i = 0; i < MR_SCALAR; i++)
+            for (int j = 0; j < NN_NR; j++) r[i][j] = fmaf(a[i], bp[j], r[i][j]);
+        a += MR_SCALAR;
     }
     for (int i = 0; i < MR_SCALAR; i++)
         for (int j = 0; j < NN_NR; j++) c[i * ldc + j] = r[i][j];
@@ -119,6 +144,31 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float 
         }
         a += MR_AVX2;
         b += NN_NR;
+    }
+    for (int i = 0; i < MR_AVX2; i++) {
+        _mm256_storeu_ps(c + i * ldc, r[i][0]);
+        _mm256_storeu_ps(c + i * ldc + 8, r[i][1]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void kind_avx2(int kc, const float *a, const float *b,
+                                                           const int *off, float *c, size_t ldc,
+                                                           int acc)
+{
+    __m256 r[MR_AVX2][2];
+    for (int i = 0; i < MR_AVX2; i++) {
+        r[i][0] = acc ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+        r[i][1] = acc ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (int p = 0; p < kc; p++) {
+        const float *bp = b + off[p];
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        for (int i = 0; i < MR_AVX2; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i);
+            r[i][0] = _mm256_fmadd_ps(av, b0, r[i][0]);
+            r[i][1] = _mm256_fmadd_ps(av, b1, r[i][1]);
+        }
+        a += MR_AVX2;
     }
     for (int i = 0; i < MR_AVX2; i++) {
         _mm256_storeu_ps(c + i * ldc, r[i][0]);
@@ -228,6 +278,49 @@ __attribute__((target("avx512f"))) static void kernel3_avx512(int kc, const floa
     AVX512_ROWS(K3_STORE)
 }
 
+/* In-place B: one, two or three adjacent 16-column groups at b + off[p]. */
+__attribute__((target("avx512f"))) static void kind_avx512(int kc, const float *a, const float *b,
+                                                            const int *off, float *c, size_t ldc,
+                                                            int acc)
+{
+    AVX512_ROWS(K1_DECL)
+    for (int p = 0; p < kc; p++) {
+        __m512 b0v = _mm512_loadu_ps(b + off[p]);
+        AVX512_ROWS(K1_FMA)
+        a += MR_AVX512;
+    }
+    AVX512_ROWS(K1_STORE)
+}
+
+__attribute__((target("avx512f"))) static void kind2_avx512(int kc, const float *a, const float *b,
+                                                             const int *off, float *c, size_t ldc,
+                                                             int acc)
+{
+    AVX512_ROWS(K2_DECL)
+    for (int p = 0; p < kc; p++) {
+        const float *bp = b + off[p];
+        __m512 b0v = _mm512_loadu_ps(bp), b1v = _mm512_loadu_ps(bp + 16);
+        AVX512_ROWS(K2_FMA)
+        a += MR_AVX512;
+    }
+    AVX512_ROWS(K2_STORE)
+}
+
+__attribute__((target("avx512f"))) static void kind3_avx512(int kc, const float *a, const float *b,
+                                                             const int *off, float *c, size_t ldc,
+                                                             int acc)
+{
+    AVX512_ROWS(K3_DECL)
+    for (int p = 0; p < kc; p++) {
+        const float *bp = b + off[p];
+        __m512 b0v = _mm512_loadu_ps(bp), b1v = _mm512_loadu_ps(bp + 16);
+        __m512 b2v = _mm512_loadu_ps(bp + 32);
+        AVX512_ROWS(K3_FMA)
+        a += MR_AVX512;
+    }
+    AVX512_ROWS(K3_STORE)
+}
+
 __attribute__((target("avx512f"))) static void narrow_avx512(int k, const float *a, const float *b,
                                                               int ncols, float *c, size_t ldc,
                                                               int rows)
@@ -310,11 +403,13 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
 #endif
 
 static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar, NULL,
-                               NULL};
+                               NULL, kind_scalar, NULL, NULL};
 #ifdef NN_X86
-static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, narrow_range_avx2, NULL, NULL};
-static const isa ISA_AVX512 = {"avx512", MR_AVX512, kernel_avx512, narrow_range_avx512,
-                               kernel2_avx512, kernel3_avx512};
+static const isa ISA_AVX2 = {"avx2",    MR_AVX2, kernel_avx2, narrow_range_avx2, NULL, NULL,
+                             kind_avx2, NULL,    NULL};
+static const isa ISA_AVX512 = {"avx512",      MR_AVX512,    kernel_avx512, narrow_range_avx512,
+                               kernel2_avx512, kernel3_avx512, kind_avx512,   kind2_avx512,
+                               kind3_avx512};
 #endif
 
 /* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
@@ -431,7 +526,7 @@ size_t nn_gemm_scratch_size(int k)
     return narrow > PACK_BUDGET ? narrow : PACK_BUDGET;
 }
 
-static void epilogue(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, int c0, int c1)
+void nn_epilogue_apply(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, long c0, long c1)
 {
     if (!ep->bias && !ep->alpha && !ep->res && !ep->relu) return;
     for (int i = r0; i < r1; i++) {
@@ -439,7 +534,7 @@ static void epilogue(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1
         const float *res = ep->res ? ep->res + (size_t)i * ldc : NULL;
         float bias = ep->bias ? ep->bias[i] : 0.0f;
         float al = ep->alpha ? ep->alpha[i] : 1.0f, be = ep->beta ? ep->beta[i] : 0.0f;
-        for (int j = c0; j < c1; j++) {
+        for (long j = c0; j < c1; j++) {
             float v = row[j];
             if (ep->bias) v = v + bias;
             if (ep->alpha) v = fmaf(v, al, be);
@@ -481,7 +576,7 @@ static void run_task(void *vctx, int tid, int nt)
         int r1 = m1 * MR < g->m ? m1 * MR : g->m;
         rc->is->narrow(g->k, g->apack + (size_t)m0 * MR * g->k, m1 - m0, r1 - m0 * MR, buf, g->n,
                        g->c + (size_t)m0 * MR * g->ldc, g->ldc);
-        epilogue(&g->ep, g->c, g->ldc, m0 * MR, r1, 0, g->n);
+        nn_epilogue_apply(&g->ep, g->c, g->ldc, m0 * MR, r1, 0, g->n);
         return;
     }
     /* Loop order: a chunk of column panels, then k-blocks; per k-block the
@@ -533,7 +628,7 @@ static void run_task(void *vctx, int tid, int nt)
         }
         int r1 = m1 * MR < g->m ? m1 * MR : g->m;
         int c1 = (pc + npc) * NN_NR < g->n ? (pc + npc) * NN_NR : g->n;
-        epilogue(&g->ep, g->c, g->ldc, m0 * MR, r1, pc * NN_NR, c1);
+        nn_epilogue_apply(&g->ep, g->c, g->ldc, m0 * MR, r1, pc * NN_NR, c1);
     }
 }
 
@@ -562,7 +657,97 @@ void nn_gemm_run(nn_pool *pool, const nn_gemm *g, float *const *scratch)
     nn_pool_run(pool, run_task, &rc);
 }
 
-void nn_gemm_epilogue_only(const nn_gemm *g) { epilogue(&g->ep, g->c, g->ldc, 0, g->m, 0, g->n); }
+void nn_gemm_epilogue_only(const nn_gemm *g)
+{
+    nn_epilogue_apply(&g->ep, g->c, g->ldc, 0, g->m, 0, g->n);
+}
+
+/* ------------------------------------------------------------ direct B */
+
+/* Column panels per chunk of nn_gemm_direct_run: as many as the packed path
+ * holds in PACK_BUDGET, so that A is streamed as often. */
+#define DIRECT_CHUNK (PACK_BUDGET / (KC * NN_NR))
+
+typedef struct direct_ctx {
+    const isa *is;
+    const nn_gemm_direct *g;
+    float *const *scratch;
+    int split_m;
+    int npanels, nmb;
+} direct_ctx;
+
+static void direct_task(void *vctx, int tid, int nt)
+{
+    const direct_ctx *rc = vctx;
+    const nn_gemm_direct *g = rc->g;
+    const isa *is = rc->is;
+    const int MR = is->mr;
+    int p0 = 0, p1 = rc->npanels, m0 = 0, m1 = rc->nmb;
+    if (rc->split_m) {
+        m0 = (int)((long)rc->nmb * tid / nt);
+        m1 = (int)((long)rc->nmb * (tid + 1) / nt);
+    } else {
+        p0 = (int)((long)rc->npanels * tid / nt);
+        p1 = (int)((long)rc->npanels * (tid + 1) / nt);
+    }
+    if (p0 >= p1 || m0 >= m1) return;
+    /* The thread's rows x a chunk of column panels accumulate in its scratch
+     * (whole tiles: A is zero-padded to MR rows and B readable up to the
+     * panel boundary), then go to the caller's emit. */
+    const int chunk = DIRECT_CHUNK;
+    const size_t ldt = (size_t)chunk * NN_NR;
+    float *tile = rc->scratch[tid];
+    for (int pc = p0; pc < p1; pc += chunk) {
+        int npc = p1 - pc < chunk ? p1 - pc : chunk;
+        for (int k0 = 0; k0 < g->k; k0 += KC) {
+            int kc = g->k - k0 < KC ? g->k - k0 : KC;
+            const int *off = g->off + k0;
+            for (int mb = m0; mb < m1; mb++) {
+                const float *a = g->apack + (size_t)mb * MR * g->k + (size_t)k0 * MR;
+                float *trow = tile + (size_t)(mb - m0) * MR * ldt;
+                for (int pi = 0; pi < npc; pi++) {
+                    const float *b = g->b + (size_t)(pc + pi) * NN_NR;
+                    float *c = trow + (size_t)pi * NN_NR;
+                    if (is->kind3 && pi + 2 < npc) {
+                        is->kind3(kc, a, b, off, c, ldt, k0 > 0);
+                        pi += 2;
+                    } else if (is->kind2 && pi + 1 < npc) {
+                        is->kind2(kc, a, b, off, c, ldt, k0 > 0);
+                        pi++;
+                    } else {
+                        is->kind(kc, a, b, off, c, ldt, k0 > 0);
+                    }
+                }
+            }
+        }
+        int r1 = m1 * MR < g->m ? m1 * MR : g->m;
+        long c1 = (long)(pc + npc) * NN_NR < g->n ? (long)(pc + npc) * NN_NR : g->n;
+        g->emit(g->emit_ctx, tile, ldt, m0 * MR, r1, (long)pc * NN_NR, c1);
+    }
+}
+
+size_t nn_gemm_direct_scratch_size(int m)
+{
+    size_t mr = (size_t)cur_isa()->mr;
+    return (((size_t)(m > 0 ? m : 1) + mr - 1) / mr * mr) * DIRECT_CHUNK * NN_NR;
+}
+
+void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *scratch)
+{
+    if (g->m <= 0 || g->n <= 0) return;
+    direct_ctx rc = {.is = cur_isa(), .g = g, .scratch = scratch};
+    rc.npanels = (int)((g->n + NN_NR - 1) / NN_NR);
+    rc.nmb = (g->m + rc.is->mr - 1) / rc.is->mr;
+    int nt = nn_pool_size(pool);
+    double work = (double)g->m * (double)g->n * (g->k > 0 ? g->k : 1);
+    if (nt == 1 || work < SMALL_WORK) {
+        direct_task(&rc, 0, 1);
+        return;
+    }
+    /* As nn_gemm_run: columns when there are enough panels, else rows. */
+    rc.split_m = rc.npanels < 16 * nt && rc.nmb >= 2 * nt;
+    nn_pool_run(pool, direct_task, &rc);
+}
 
 void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
                  float *c, size_t ldc)

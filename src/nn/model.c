@@ -37,6 +37,7 @@ typedef struct conv_layer {
     float *bias;      /* (cout) or NULL */
     int use_taps;     /* small plane with much padding: run through taps */
     nn_tapconv taps;
+    nn_conv_geom geom; /* at the model's input size */
 } conv_layer;
 
 typedef struct bn_layer {
@@ -85,8 +86,12 @@ struct cwba_model {
     long max_cols;       /* largest GEMM width per sample (output plane) */
     size_t scratch_floats;
     size_t tap_floats;   /* per sample, of tapbuf */
+    int max_kdim;        /* largest cin*k*k of a convolution */
     /* workspace, grown on demand */
     float *tapbuf;
+    float *dirbuf;       /* padded input of the direct convolutions */
+    size_t dir_floats;   /* its size */
+    int *offbuf;         /* (max_kdim) their tap offsets */
     int ws_batch;
     float *buf[4];
     nn_pool *pool;
@@ -483,8 +488,11 @@ static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h,
     }
     if (c->has_bias && !(c->bias = copy_floats(tensor(w, c->prefix, "bias"), (size_t)c->cout)))
         return 0;
-    size_t need = nn_gemm_scratch_size(kdim);
+    c->geom = g;
+    size_t need = nn_gemm_scratch_size(kdim), dneed = nn_gemm_direct_scratch_size(c->cout);
+    if (nn_directconv_applies(&g, 1) && dneed > need) need = dneed;
     if (need > m->scratch_floats) m->scratch_floats = need;
+    if (kdim > m->max_kdim) m->max_kdim = kdim;
     return 1;
 }
 
@@ -601,6 +609,11 @@ static void free_workspace(cwba_model *m)
     }
     free(m->tapbuf);
     m->tapbuf = NULL;
+    free(m->dirbuf);
+    m->dirbuf = NULL;
+    m->dir_floats = 0;
+    free(m->offbuf);
+    m->offbuf = NULL;
     m->ws_batch = 0;
     if (m->scratch) {
         for (int t = 0; t < nn_pool_size(m->pool); t++) free(m->scratch[t]);
@@ -772,8 +785,29 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
         m->buf[i] = NULL;
     }
     free(m->tapbuf);
+    free(m->dirbuf);
+    m->dirbuf = NULL;
     m->ws_batch = 0;
     if (!(m->tapbuf = nn_alloc_floats(nt)))
+        return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
+    /* The direct convolutions' padded input: computed columns per kept one
+     * grow with the batch, so a layer the direct path takes at some batch
+     * <= this one is one it takes at batch 1, and needs at most its size at
+     * this batch (conv_run checks it again). */
+    m->dir_floats = 0;
+    for (int i = 0; i < m->nunits; i++) {
+        const unit *u = &m->units[i];
+        const conv_layer *cs[3] = {&u->conv, &u->conv2, &u->down};
+        int nc = u->kind == U_CONV ? 1 : u->kind == U_BLOCK ? (u->has_down ? 3 : 2) : 0;
+        for (int j = 0; j < nc; j++)
+            if (nn_directconv_pays(&cs[j]->geom, 1)) {
+                size_t t = nn_directconv_tmp_floats(&cs[j]->geom, batch);
+                if (t > m->dir_floats) m->dir_floats = t;
+            }
+    }
+    if (m->dir_floats && !(m->dirbuf = nn_alloc_floats(m->dir_floats)))
+        return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
+    if (!m->offbuf && !(m->offbuf = malloc((size_t)(m->max_kdim > 0 ? m->max_kdim : 1) * sizeof(int))))
         return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
     for (int i = 0; i < 4; i++) {
         m->buf[i] = nn_alloc_floats(n);
@@ -802,6 +836,12 @@ static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int b
     if (cv->use_taps && cv->taps.geom.h == h && cv->taps.geom.w == w &&
         (long)batch * cv->taps.min_npos >= 2 * NN_NR) {
         nn_tapconv_run(m->pool, &cv->taps, in, batch, out, ep, m->scratch, m->tapbuf);
+        return;
+    }
+    if (nn_directconv_pays(&g, batch) && nn_directconv_applies(&cv->geom, 1) &&
+        nn_directconv_tmp_floats(&g, batch) <= m->dir_floats) {
+        nn_directconv_run(m->pool, cv->apack, cv->cout, &g, in, batch, out, ep, m->scratch,
+                          m->dirbuf, m->offbuf);
         return;
     }
     nn_gemm gm = {.m = cv->cout, .n = batch * g.oh * g.ow, .k = cv->cin * cv->k * cv->k,

@@ -77,6 +77,10 @@ typedef struct nn_gemm {
     nn_epilogue ep;
 } nn_gemm;
 
+/* Applies ep to rows [r0, r1), columns [c0, c1) of c. */
+void nn_epilogue_apply(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, long c0,
+                       long c1);
+
 /* Floats of per-thread scratch nn_gemm_run needs for inner dimension k. */
 size_t nn_gemm_scratch_size(int k);
 
@@ -88,6 +92,33 @@ void nn_gemm_run(nn_pool *pool, const nn_gemm *g, float *const *scratch);
 
 /* Applies only g's epilogue to C (a product with k = 0, whose chains are +0). */
 void nn_gemm_epilogue_only(const nn_gemm *g);
+
+/* GEMM with B read in place, without packing: B[p][j] = b[off[p] + j]. For
+ * a stride-1 convolution over a zero-padded input, off[p] is the offset of
+ * tap p = (c, ki, kj) and column j an output position in the padded width,
+ * so the columns are the im2col matrix's (plus a few discarded ones at the
+ * right edge) and every element the same fused-multiply-add chain over
+ * p = 0..K-1 from 0 as nn_gemm_run computes. b[off[p] + j] must be readable
+ * for j < n rounded up to NN_NR. Results are handed to emit in blocks: tile
+ * holds rows [r0, r1) x columns [c0, c1) (tile[(i - r0) * ldt + j - c0]),
+ * each element final; emit is called from the pool's threads on disjoint
+ * blocks. */
+typedef void (*nn_emit_fn)(const void *ctx, const float *tile, size_t ldt, int r0, int r1,
+                           long c0, long c1);
+typedef struct nn_gemm_direct {
+    int m, k;
+    long n;
+    const float *apack; /* nn_gemm_pack_a output for (m, k) */
+    const float *b;
+    const int *off;     /* (k) */
+    nn_emit_fn emit;
+    const void *emit_ctx;
+} nn_gemm_direct;
+/* Floats of per-thread scratch nn_gemm_direct_run needs for m rows (its
+ * result tiles), besides what nn_gemm_run needs. */
+size_t nn_gemm_direct_scratch_size(int m);
+/* scratch[t] holds nn_gemm_direct_scratch_size(m) floats for thread t. */
+void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *scratch);
 
 /* Scalar reference of the same arithmetic (tests): C(m,n) = A(m,k)*B(k,n). */
 void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
@@ -153,6 +184,24 @@ size_t nn_tapconv_tmp_floats(const nn_tapconv *t, int batch);
  * res has the output's layout); scratch as for nn_gemm_run. */
 void nn_tapconv_run(nn_pool *pool, const nn_tapconv *t, const float *in, int batch, float *out,
                     const nn_epilogue *ep, float *const *scratch, float *tmp);
+
+/* Convolution (stride 1 to 4) reading the im2col rows in place from a
+ * zero-padded copy of the input split into its stride x stride phases
+ * (directconv.c); bit-identical to the im2col path. */
+int nn_directconv_applies(const nn_conv_geom *g, int batch);
+/* Computed columns per kept output position (>= 1: the padded width's
+ * extra columns are computed and dropped); 0 if the path does not apply. */
+double nn_directconv_overhead(const nn_conv_geom *g, int batch);
+/* Whether the direct path is the faster one here (see directconv.c). */
+int nn_directconv_pays(const nn_conv_geom *g, int batch);
+/* Floats of `tmp` (the padded input) nn_directconv_run needs. */
+size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch);
+/* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue (res in
+ * the output's layout); apack the packed (cout, cin*k*k) weights, scratch as
+ * for nn_gemm_direct_run, off holds cin*k*k ints. */
+void nn_directconv_run(nn_pool *pool, const float *apack, int cout, const nn_conv_geom *g,
+                       const float *in, int batch, float *out, const nn_epilogue *ep,
+                       float *const *scratch, float *tmp, int *off);
 
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */

@@ -1,0 +1,200 @@
+/* Convolution without im2col.
+ *
+ * The input is copied once into a zero-padded buffer; for stride s > 1 the
+ * padded plane is split into its s x s phases (rows ri + s*y, columns
+ * rj + s*x), each phase (hq, wq) = (ceil(hp / s), ceil(wp / s)), laid out as
+ * (cin, phase, batch, hq, wq); phases no tap reads (ri or rj >= k, as for a
+ * 1x1 stride-2 convolution) are left out. Tap p = (c, ki, kj) of output position (y, x)
+ * then sits at off[p] + y * wq + x, where off[p] addresses phase
+ * (ki mod s, kj mod s) of channel c shifted by (ki / s, kj / s): for 16
+ * consecutive output columns the 16 values of one row of the im2col matrix
+ * are 16 consecutive floats, so the GEMM reads them in place
+ * (nn_gemm_direct_run) instead of packing K x 16 floats per panel. The
+ * output columns run over the phase width (and, between images, the phase
+ * height); the positions x >= ow or y >= oh that this adds are computed and
+ * dropped when the tiles are copied out.
+ *
+ * Bit-identical to the im2col path: each kept element reads the same values
+ * (a padding tap is +0 here as there) in the same order p = 0..K-1 through
+ * the same fused-multiply-add chain from 0; tests compare the two. */
+#include "nn/nn_internal.h"
+
+#include <limits.h>
+#include <string.h>
+
+typedef struct padded {
+    int s, ps, hq, wq; /* stride; phases per axis kept; phase plane */
+    long plane;    /* hq * wq */
+    long ncomp;    /* computed columns: (batch - 1) * plane + oh * wq */
+    long need;     /* floats of the buffer incl. the read slack */
+} padded;
+
+static int padded_geom(const nn_conv_geom *g, int batch, padded *d)
+{
+    if (g->stride < 1 || g->stride > 4 || g->oh < 1 || g->ow < 1 || batch < 1) return 0;
+    d->s = g->stride;
+    d->ps = g->k < d->s ? g->k : d->s; /* taps reach phases 0 .. k-1 only */
+    d->hq = (g->h + 2 * g->pad + d->s - 1) / d->s;
+    d->wq = (g->w + 2 * g->pad + d->s - 1) / d->s;
+    d->plane = (long)d->hq * d->wq;
+    d->ncomp = (long)(batch - 1) * d->plane + (long)g->oh * d->wq;
+    /* The last column panel reads up to 15 floats beyond the last column,
+     * from the highest tap offset: at most (k - 1) / s + 15 past the phases
+     * (since s * (oh - 1) + k <= hp, oh + (k - 1) / s <= hq). */
+    d->need = (long)g->cin * d->ps * d->ps * batch * d->plane + g->k + NN_NR;
+    return d->need <= INT_MAX;
+}
+
+double nn_directconv_overhead(const nn_conv_geom *g, int batch)
+{
+    padded d;
+    if (!padded_geom(g, batch, &d)) return 0.0;
+    return (double)d.ncomp / ((double)batch * g->oh * g->ow);
+}
+
+int nn_directconv_applies(const nn_conv_geom *g, int batch)
+{
+    padded d;
+    return padded_geom(g, batch, &d);
+}
+
+/* When the direct path is faster than im2col (same-run A/B of both on the
+ * layers of the three networks at 224 px batch 1 and 64 px batch 64, 1 and
+ * 2 threads): it saves the packing of K x 16 floats per column panel but
+ * adds the padded copy, the copy-out of the tiles and the dropped columns.
+ * Measured: 1.1-1.4x on stride-1 3x3 layers whose computed columns exceed
+ * the kept ones by <= 16% (56x56: 4%, 14x14: 14%), 1.23x on ResNet's 7x7
+ * stride-2 conv1, 1.67x on AlexNet's 11x11 stride-4 conv1; slower (0.5-0.9x)
+ * with more dropped columns (batch-64 planes of 16x16 and less: 26-124%)
+ * and with small K (VGG16's first layer, K = 27: 0.77x; a 1x1 downsample,
+ * K = 64: the copy outweighs the product). At batch 1, rows narrower than a
+ * panel (7x7, 29% dropped) still gain 1.1x: im2col is slowest there. */
+int nn_directconv_pays(const nn_conv_geom *g, int batch)
+{
+    double ovh = nn_directconv_overhead(g, batch);
+    if (ovh <= 0.0 || (long)g->cin * g->k * g->k < 128) return 0;
+    return ovh <= 1.16 || (batch == 1 && g->ow < NN_NR && ovh <= 1.3);
+}
+
+size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch)
+{
+    padded d;
+    return padded_geom(g, batch, &d) ? (size_t)d.need : 0;
+}
+
+typedef struct pad_ctx {
+    const float *in;
+    float *buf;
+    int cin, batch, h, w, pad;
+    padded d;
+} pad_ctx;
+
+/* Input plane q = (c, n) -> its s * s phases of the padded plane. */
+static void pad_task(void *vctx, int tid, int nt)
+{
+    const pad_ctx *x = vctx;
+    const int planes = x->cin * x->batch, s = x->d.s, ps = x->d.ps, hq = x->d.hq, wq = x->d.wq;
+    const int p = x->pad;
+    int q0 = (int)((long)planes * tid / nt), q1 = (int)((long)planes * (tid + 1) / nt);
+    for (int q = q0; q < q1; q++) {
+        const float *src = x->in + (size_t)q * x->h * x->w;
+        int c = q / x->batch, n = q % x->batch;
+        for (int ri = 0; ri < ps; ri++)
+            for (int rj = 0; rj < ps; rj++) {
+                long ph = ((long)c * ps * ps + ri * ps + rj) * x->batch + n;
+                float *dst = x->buf + ph * x->d.plane;
+                for (int y = 0; y < hq; y++) {
+                    float *row = dst + (size_t)y * wq;
+                    int iy = ri + s * y - p;
+                    if ((unsigned)iy >= (unsigned)x->h) {
+                        memset(row, 0, (size_t)wq * sizeof(float));
+                        continue;
+                    }
+                    const float *in = src + (size_t)iy * x->w;
+                    if (s == 1) {
+                        for (int t = 0; t < p; t++) row[t] = 0.0f;
+                        memcpy(row + p, in, (size_t)x->w * sizeof(float));
+                        for (int t = p + x->w; t < wq; t++) row[t] = 0.0f;
+                        continue;
+                    }
+                    for (int t = 0; t < wq; t++) {
+                        int ix = rj + s * t - p;
+                        row[t] = (unsigned)ix < (unsigned)x->w ? in[ix] : 0.0f;
+                    }
+                }
+            }
+    }
+    if (tid == nt - 1) {
+        long used = (long)planes * ps * ps * x->d.plane;
+        memset(x->buf + used, 0, (size_t)(x->d.need - used) * sizeof(float));
+    }
+}
+
+typedef struct emit_ctx {
+    float *out;
+    const nn_epilogue *ep;
+    size_t ldo; /* batch * oh * ow */
+    int oh, ow, wq;
+    long plane;
+} emit_ctx;
+
+/* Output positions among the computed columns [0, j). */
+static long kept_before(const emit_ctx *e, long j)
+{
+    long n = j / e->plane, r = j % e->plane;
+    long y = r / e->wq, x = r % e->wq;
+    long ohw = (long)e->oh * e->ow;
+    if (y >= e->oh) return (n + 1) * ohw;
+    return n * ohw + y * e->ow + (x < e->ow ? x : e->ow);
+}
+
+static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1, long c0, long c1)
+{
+    const emit_ctx *e = vctx;
+    const long ohw = (long)e->oh * e->ow;
+    for (int i = r0; i < r1; i++) {
+        const float *src = tile + (size_t)(i - r0) * ldt;
+        float *dst = e->out + (size_t)i * e->ldo;
+        long j = c0;
+        while (j < c1) {
+            long n = j / e->plane, r = j % e->plane;
+            long y = r / e->wq, x = r % e->wq;
+            if (y >= e->oh) {
+                j = (n + 1) * e->plane;
+                continue;
+            }
+            if (x >= e->ow) {
+                j += e->wq - x;
+                continue;
+            }
+            long len = e->ow - x < c1 - j ? e->ow - x : c1 - j;
+            memcpy(dst + n * ohw + y * e->ow + x, src + (j - c0), (size_t)len * sizeof(float));
+            j += len;
+        }
+    }
+    nn_epilogue_apply(e->ep, e->out, e->ldo, r0, r1, kept_before(e, c0), kept_before(e, c1));
+}
+
+void nn_directconv_run(nn_pool *pool, const float *apack, int cout, const nn_conv_geom *g,
+                       const float *in, int batch, float *out, const nn_epilogue *ep,
+                       float *const *scratch, float *tmp, int *off)
+{
+    padded d;
+    if (!padded_geom(g, batch, &d)) return; /* callers check nn_directconv_applies */
+    pad_ctx pc = {.in = in, .buf = tmp, .cin = g->cin, .batch = batch, .h = g->h, .w = g->w,
+                  .pad = g->pad, .d = d};
+    nn_pool_run(pool, pad_task, &pc);
+    const int s = d.s, ps = d.ps;
+    int p = 0;
+    for (int c = 0; c < g->cin; c++)
+        for (int ki = 0; ki < g->k; ki++)
+            for (int kj = 0; kj < g->k; kj++) {
+                long ph = ((long)c * ps * ps + (ki % s) * ps + kj % s) * batch;
+                off[p++] = (int)(ph * d.plane + (long)(ki / s) * d.wq + kj / s);
+            }
+    emit_ctx ec = {.out = out, .ep = ep, .ldo = (size_t)batch * g->oh * g->ow, .oh = g->oh,
+                   .ow = g->ow, .wq = d.wq, .plane = d.plane};
+    nn_gemm_direct gd = {.m = cout, .k = p, .n = d.ncomp, .apack = apack, .b = tmp, .off = off,
+                         .emit = emit, .emit_ctx = &ec};
+    nn_gemm_direct_run(pool, &gd, scratch);
+}
