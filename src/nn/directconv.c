@@ -138,16 +138,7 @@ typedef struct emit_ctx {
     long plane;
 } emit_ctx;
 
-/* Output positions among the computed columns [0, j). */
-static long kept_before(const emit_ctx *e, long j)
-{
-    long n = j / e->plane, r = j % e->plane;
-    long y = r / e->wq, x = r % e->wq;
-    long ohw = (long)e->oh * e->ow;
-    if (y >= e->oh) return (n + 1) * ohw;
-    return n * ohw + y * e->ow + (x < e->ow ? x : e->ow);
-}
-
+/* Copies the kept columns of the tile to the output, through the epilogue. */
 static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1, long c0, long c1)
 {
     const emit_ctx *e = vctx;
@@ -155,6 +146,7 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
     for (int i = r0; i < r1; i++) {
         const float *src = tile + (size_t)(i - r0) * ldt;
         float *dst = e->out + (size_t)i * e->ldo;
+        const float *res = e->ep->res ? e->ep->res + (size_t)i * e->ldo : NULL;
         long j = c0;
         while (j < c1) {
             long n = j / e->plane, r = j % e->plane;
@@ -168,11 +160,11 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
                 continue;
             }
             long len = e->ow - x < c1 - j ? e->ow - x : c1 - j;
-            memcpy(dst + n * ohw + y * e->ow + x, src + (j - c0), (size_t)len * sizeof(float));
+            long o = n * ohw + y * e->ow + x;
+            nn_epilogue_row(e->ep, i, src + (j - c0), dst + o, res ? res + o : NULL, len);
             j += len;
         }
     }
-    nn_epilogue_apply(e->ep, e->out, e->ldo, r0, r1, kept_before(e, c0), kept_before(e, c1));
 }
 
 void nn_directconv_run(nn_pool *pool, const float *apack, int cout, const nn_conv_geom *g,

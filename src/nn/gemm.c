@@ -526,22 +526,27 @@ size_t nn_gemm_scratch_size(int k)
     return narrow > PACK_BUDGET ? narrow : PACK_BUDGET;
 }
 
+void nn_epilogue_row(const nn_epilogue *ep, int i, const float *src, float *dst, const float *res,
+                     long n)
+{
+    float bias = ep->bias ? ep->bias[i] : 0.0f;
+    float al = ep->alpha ? ep->alpha[i] : 1.0f, be = ep->beta ? ep->beta[i] : 0.0f;
+    for (long j = 0; j < n; j++) {
+        float v = src[j];
+        if (ep->bias) v = v + bias;
+        if (ep->alpha) v = fmaf(v, al, be);
+        if (res) v = v + res[j];
+        if (ep->relu) v = nn_relu1(v);
+        dst[j] = v;
+    }
+}
+
 void nn_epilogue_apply(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, long c0, long c1)
 {
     if (!ep->bias && !ep->alpha && !ep->res && !ep->relu) return;
     for (int i = r0; i < r1; i++) {
-        float *row = c + (size_t)i * ldc;
-        const float *res = ep->res ? ep->res + (size_t)i * ldc : NULL;
-        float bias = ep->bias ? ep->bias[i] : 0.0f;
-        float al = ep->alpha ? ep->alpha[i] : 1.0f, be = ep->beta ? ep->beta[i] : 0.0f;
-        for (long j = c0; j < c1; j++) {
-            float v = row[j];
-            if (ep->bias) v = v + bias;
-            if (ep->alpha) v = fmaf(v, al, be);
-            if (res) v = v + res[j];
-            if (ep->relu) v = nn_relu1(v);
-            row[j] = v;
-        }
+        float *row = c + (size_t)i * ldc + c0;
+        nn_epilogue_row(ep, i, row, row, ep->res ? ep->res + (size_t)i * ldc + c0 : NULL, c1 - c0);
     }
 }
 
@@ -664,9 +669,10 @@ void nn_gemm_epilogue_only(const nn_gemm *g)
 
 /* ------------------------------------------------------------ direct B */
 
-/* Column panels per chunk of nn_gemm_direct_run: as many as the packed path
- * holds in PACK_BUDGET, so that A is streamed as often. */
-#define DIRECT_CHUNK (PACK_BUDGET / (KC * NN_NR))
+/* Column panels per chunk of nn_gemm_direct_run: about as many as the
+ * packed path holds in PACK_BUDGET (32), so that A is streamed as often,
+ * and a multiple of 3 so that whole chunks go through the 3-panel kernel. */
+#define DIRECT_CHUNK 33
 
 typedef struct direct_ctx {
     const isa *is;

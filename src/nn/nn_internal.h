@@ -77,6 +77,10 @@ typedef struct nn_gemm {
     nn_epilogue ep;
 } nn_gemm;
 
+/* dst[j] = ep applied to src[j] for row i of the output, j < n; res points
+ * at the row's residual values (NULL: none). src may equal dst. */
+void nn_epilogue_row(const nn_epilogue *ep, int i, const float *src, float *dst, const float *res,
+                     long n);
 /* Applies ep to rows [r0, r1), columns [c0, c1) of c. */
 void nn_epilogue_apply(const nn_epilogue *ep, float *c, size_t ldc, int r0, int r1, long c0,
                        long c1);
