@@ -357,11 +357,56 @@ NARROW_RANGE(narrow_range_avx2, narrow_avx2, MR_AVX2, __attribute__((target("avx
 /* AVX-512: eight panels at a time, two 8-row panels per zmm (16 independent
  * chains, four columns each; columns beyond ncols are zero padding of b,
  * computed and dropped) so the FMA latency is hidden even for one image. */
+/* One column (a linear layer on one image): the chains of eight 8-row
+ * panels in eight ymm accumulators, one FMA per 8 weights loaded — the
+ * paired-zmm path above would spend four FMAs and an insert on the same
+ * weights (three of the four columns being padding). Streams the weights
+ * at memory speed rather than FMA speed. */
+__attribute__((target("avx512f,avx2,fma"))) static void narrow1_avx512(int k, const float *a,
+                                                                       int npan, int mrows,
+                                                                       const float *b, float *c,
+                                                                       size_t ldc)
+{
+    const size_t as = (size_t)MR_AVX512 * k;
+    for (int q = 0; q < npan; q += 8) {
+        int nq = npan - q < 8 ? npan - q : 8;
+        __m256 acc[8];
+        for (int u = 0; u < 8; u++) acc[u] = _mm256_setzero_ps();
+        const float *a0 = a + (size_t)q * as;
+        if (nq == 8) {
+            for (int p = 0; p < k; p++) {
+                __m256 bv = _mm256_set1_ps(b[(size_t)p * NN_NR]);
+                const float *ap = a0 + (size_t)p * MR_AVX512;
+                for (int u = 0; u < 8; u++)
+                    acc[u] = _mm256_fmadd_ps(_mm256_loadu_ps(ap + u * as), bv, acc[u]);
+            }
+        } else {
+            for (int p = 0; p < k; p++) {
+                __m256 bv = _mm256_set1_ps(b[(size_t)p * NN_NR]);
+                const float *ap = a0 + (size_t)p * MR_AVX512;
+                for (int u = 0; u < nq; u++)
+                    acc[u] = _mm256_fmadd_ps(_mm256_loadu_ps(ap + u * as), bv, acc[u]);
+            }
+        }
+        float tmp[8];
+        for (int u = 0; u < nq; u++) {
+            int row0 = (q + u) * MR_AVX512;
+            int rows = mrows - row0 < MR_AVX512 ? mrows - row0 : MR_AVX512;
+            _mm256_storeu_ps(tmp, acc[u]);
+            for (int i = 0; i < rows; i++) c[(size_t)(row0 + i) * ldc] = tmp[i];
+        }
+    }
+}
+
 __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const float *a, int npan,
                                                                     int mrows, const float *b,
                                                                     int ncols, float *c, size_t ldc)
 {
     const size_t as = (size_t)MR_AVX512 * k;
+    if (ncols == 1) {
+        narrow1_avx512(k, a, npan, mrows, b, c, ldc);
+        return;
+    }
     int q = 0;
     for (; q + 8 <= npan; q += 8) {
         __m512 acc[4][4];
