@@ -278,7 +278,8 @@ static void test_maxpool(void **state)
      * shows) and NaN, against the window scan, also on rows wider than the
      * separable path's buffer. */
     static const int shapes[][5] = {{9, 9, 3, 2, 1}, {12, 10, 3, 1, 1}, {6, 11, 2, 2, 0},
-                                    {3, 1030, 3, 2, 1}, {5, 5, 5, 1, 2}};
+                                    {3, 1030, 3, 2, 1}, {5, 5, 5, 1, 2},  {7, 9, 2, 3, 0},
+                                    {1, 1, 3, 2, 1}};
     const float pool[] = {-0.0f, 0.0f, -1.0f, 1.0f, NAN};
     unsigned st = 7u;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {

@@ -165,70 +165,69 @@ static void maxpool_plane_generic(const float *ip, int h, int w, int k, int stri
 
 /* Row-segment maxima for output columns [x0, x1) whose windows are clipped
  * by the row's ends. */
-static void rowmax_clipped(const float *row, int w, int k, int stride, int pad, int x0, int x1,
-                           float *rowmax)
+#define MAXPOOL_ROW_MAX 1024 /* padded input row */
+#define MAXPOOL_RING 8       /* row maxima kept: windows of up to 8 rows */
+
+/* Maxima over each window's segment of one input row, copied first into a
+ * row padded with -inf: a padding value never wins a window (a -inf from
+ * the padding and a real -inf are the same value), so every window is read
+ * whole, with no clipping at the edges. */
+static void row_maxima(const float *row, int w, int k, int stride, int pad, int ow, float *buf,
+                       float *rowmax)
 {
-    for (int x = x0; x < x1; x++) {
-        int w0 = x * stride - pad, w1 = w0 + k;
-        if (w0 < 0) w0 = 0;
-        if (w1 > w) w1 = w;
-        float m = -INFINITY;
-        for (int j = w0; j < w1; j++) m = max_step(m, row[j]);
-        rowmax[x] = m;
+    const int wp = w + 2 * pad;
+    for (int t = 0; t < pad; t++) buf[t] = -INFINITY;
+    memcpy(buf + pad, row, (size_t)w * sizeof(float));
+    for (int t = pad + w; t < wp; t++) buf[t] = -INFINITY;
+    /* The torchvision shapes get loops that vectorise. */
+    if (k == 3 && stride == 2) {
+        for (int x = 0; x < ow; x++)
+            rowmax[x] = max_step(max_step(buf[2 * x], buf[2 * x + 1]), buf[2 * x + 2]);
+    } else if (k == 2 && stride == 2) {
+        for (int x = 0; x < ow; x++) rowmax[x] = max_step(buf[2 * x], buf[2 * x + 1]);
+    } else {
+        for (int x = 0; x < ow; x++) {
+            const float *r = buf + (size_t)x * stride;
+            float m = r[0];
+            for (int j = 1; j < k; j++) m = max_step(m, r[j]);
+            rowmax[x] = m;
+        }
     }
 }
 
-#define MAXPOOL_ROW_MAX 1024
 void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,
                 int oh, int ow)
 {
     for (int pl = 0; pl < planes; pl++) {
         const float *ip = in + (size_t)pl * h * w;
         float *op = out + (size_t)pl * oh * ow;
-        if (ow > MAXPOOL_ROW_MAX) {
+        if ((long)w + 2L * pad > MAXPOOL_ROW_MAX || k > MAXPOOL_RING) {
             maxpool_plane_generic(ip, h, w, k, stride, pad, op, oh, ow);
             continue;
         }
-        /* Separable, row by row: the maximum over a window's row segment,
-         * then over its rows in order. Taking the first greatest value at
-         * each stage gives the first in row-major order, and a NaN anywhere
-         * survives both stages, so this equals the window scan above. */
-        float rowmax[MAXPOOL_ROW_MAX];
-        /* Output columns whose window lies inside the row: [xa, xb). */
-        int xa = (pad + stride - 1) / stride, xb = (w - k + pad) / stride + 1;
-        if (xa > ow) xa = ow;
-        if (xb > ow) xb = ow;
-        if (xb < xa) xb = xa;
+        /* Separable: the maximum over each window's row segment, then over
+         * its rows in order. Taking the first greatest value at each stage
+         * gives the first in row-major order, and a NaN anywhere survives
+         * both stages, so this equals the window scan above. Each input
+         * row's maxima are computed once and kept in a ring of
+         * MAXPOOL_RING rows (row i in slot i mod MAXPOOL_RING; a window
+         * spans at most k <= MAXPOOL_RING rows). */
+        float buf[MAXPOOL_ROW_MAX];
+        float ring[MAXPOOL_RING][MAXPOOL_ROW_MAX];
+        int done = 0; /* input rows [.., done) have their maxima computed */
         for (int y = 0; y < oh; y++) {
             int h0 = y * stride - pad, h1 = h0 + k;
             if (h0 < 0) h0 = 0;
             if (h1 > h) h1 = h;
             float *o = op + (size_t)y * ow;
+            for (int i = h0 > done ? h0 : done; i < h1; i++)
+                row_maxima(ip + (size_t)i * w, w, k, stride, pad, ow, buf,
+                           ring[i % MAXPOOL_RING]);
+            if (h1 > done) done = h1;
             for (int x = 0; x < ow; x++) o[x] = -INFINITY;
             for (int i = h0; i < h1; i++) {
-                const float *row = ip + (size_t)i * w;
-                rowmax_clipped(row, w, k, stride, pad, 0, xa, rowmax);
-                /* Interior: the torchvision shapes get loops that vectorise. */
-                if (k == 3 && stride == 2) {
-                    for (int x = xa; x < xb; x++) {
-                        const float *r = row + 2 * x - pad;
-                        rowmax[x] = max_step(max_step(r[0], r[1]), r[2]);
-                    }
-                } else if (k == 2 && stride == 2) {
-                    for (int x = xa; x < xb; x++) {
-                        const float *r = row + 2 * x - pad;
-                        rowmax[x] = max_step(r[0], r[1]);
-                    }
-                } else {
-                    for (int x = xa; x < xb; x++) {
-                        const float *r = row + x * stride - pad;
-                        float m = r[0];
-                        for (int j = 1; j < k; j++) m = max_step(m, r[j]);
-                        rowmax[x] = m;
-                    }
-                }
-                rowmax_clipped(row, w, k, stride, pad, xb, ow, rowmax);
-                for (int x = 0; x < ow; x++) o[x] = max_step(o[x], rowmax[x]);
+                const float *r = ring[i % MAXPOOL_RING];
+                for (int x = 0; x < ow; x++) o[x] = max_step(o[x], r[x]);
             }
         }
     }
