@@ -147,20 +147,22 @@ static void test_direct_matches_im2col(void **state)
 static void test_direct_geometry(void **state)
 {
     (void)state;
-    /* 56x56, 3x3 pad 1, batch 1: 56 rows of 58 computed columns. */
+    /* 56x56, 3x3 pad 1, batch 1: 56 rows of 58 computed columns (3248 =
+     * 203 panels). */
     nn_conv_geom g = geom(64, 56, 56, 3, 1, 1);
     assert_true(fabs(nn_directconv_overhead(&g, 1) - 58.0 / 56.0) < 1e-12);
-    /* batch 2: the first image's padded plane (58 x 58) plus 56 x 58. */
-    assert_true(fabs(nn_directconv_overhead(&g, 2) - (58.0 * 58 + 56 * 58) / (2.0 * 56 * 56)) <
-                1e-12);
+    /* batch 2: the first image's padded plane (58 x 58) plus 56 x 58, 6612
+     * columns rounded up to 414 panels. */
+    assert_true(fabs(nn_directconv_overhead(&g, 2) - 6624.0 / (2.0 * 56 * 56)) < 1e-12);
     /* buffer: the padded planes plus k + 16 floats of read slack */
     assert_int_equal(nn_directconv_tmp_floats(&g, 2), (size_t)64 * 2 * 58 * 58 + 3 + 16);
     assert_true(nn_directconv_applies(&g, 1));
     /* stride 2: four 29 x 29 phases of the 58 x 58 padded plane, 28 rows of
-     * 29 computed columns */
+     * 29 computed columns (812, rounded up to 816) */
     g = geom(64, 56, 56, 3, 2, 1);
     assert_true(nn_directconv_applies(&g, 1));
-    assert_true(fabs(nn_directconv_overhead(&g, 1) - 29.0 / 28.0) < 1e-12);
+    assert_true(fabs(nn_directconv_overhead(&g, 1) - 816.0 / 784.0) < 1e-12);
+    assert_true(nn_directconv_pays(&g, 1));
     assert_int_equal(nn_directconv_tmp_floats(&g, 1), (size_t)64 * 4 * 29 * 29 + 3 + 16);
     /* 1x1 stride 2: only phase (0, 0) is kept */
     g = geom(64, 56, 56, 1, 2, 0);
@@ -168,6 +170,21 @@ static void test_direct_geometry(void **state)
     /* ResNet conv1 at 224: 230 / 2 = 115 columns for 112 outputs */
     g = geom(3, 224, 224, 7, 2, 3);
     assert_true(fabs(nn_directconv_overhead(&g, 1) - 115.0 / 112.0) < 1e-12);
+    assert_true(nn_directconv_pays(&g, 1));
+    /* 7x7 planes: 63 computed columns = 4 panels for 49; taken at batch 1
+     * only */
+    g = geom(512, 7, 7, 3, 1, 1);
+    assert_true(fabs(nn_directconv_overhead(&g, 1) - 64.0 / 49.0) < 1e-12);
+    assert_true(nn_directconv_pays(&g, 1));
+    assert_false(nn_directconv_pays(&g, 2));
+    /* where im2col is faster: a 1x1 downsample, K < 128, many dropped
+     * columns at batch 64 */
+    g = geom(256, 16, 16, 3, 1, 1);
+    assert_false(nn_directconv_pays(&g, 64));
+    g = geom(256, 14, 14, 1, 2, 0);
+    assert_false(nn_directconv_pays(&g, 1));
+    g = geom(3, 224, 224, 3, 1, 1);
+    assert_false(nn_directconv_pays(&g, 1));
     /* strides beyond 4 are not this path's */
     g = geom(3, 40, 40, 5, 5, 0);
     assert_false(nn_directconv_applies(&g, 1));

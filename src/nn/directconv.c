@@ -49,7 +49,8 @@ double nn_directconv_overhead(const nn_conv_geom *g, int batch)
 {
     padded d;
     if (!padded_geom(g, batch, &d)) return 0.0;
-    return (double)d.ncomp / ((double)batch * g->oh * g->ow);
+    long computed = (d.ncomp + NN_NR - 1) / NN_NR * NN_NR; /* whole column panels */
+    return (double)computed / ((double)batch * g->oh * g->ow);
 }
 
 int nn_directconv_applies(const nn_conv_geom *g, int batch)
@@ -62,18 +63,21 @@ int nn_directconv_applies(const nn_conv_geom *g, int batch)
  * layers of the three networks at 224 px batch 1 and 64 px batch 64, 1 and
  * 2 threads): it saves the packing of K x 16 floats per column panel but
  * adds the padded copy, the copy-out of the tiles and the dropped columns.
- * Measured: 1.1-1.4x on stride-1 3x3 layers whose computed columns exceed
- * the kept ones by <= 16% (56x56: 4%, 14x14: 14%), 1.23x on ResNet's 7x7
- * stride-2 conv1, 1.67x on AlexNet's 11x11 stride-4 conv1; slower (0.5-0.9x)
- * with more dropped columns (batch-64 planes of 16x16 and less: 26-124%)
- * and with small K (VGG16's first layer, K = 27: 0.77x; a 1x1 downsample,
- * K = 64: the copy outweighs the product). At batch 1, rows narrower than a
- * panel (7x7, 29% dropped) still gain 1.1x: im2col is slowest there. */
+ * Measured: 1.1-1.4x on stride-1 3x3 layers whose computed columns (whole
+ * panels) exceed the kept ones by <= 16% (56x56: 4%, 28x28: 8%, 14x14:
+ * 14%), 1.0-1.16x on AlexNet's 13x13 layers (23%), 1.23x on ResNet's 7x7
+ * stride-2 conv1, 1.67x on AlexNet's 11x11 stride-4 conv1; slower with more
+ * dropped columns (batch-64 planes of 16x16 and less, 26-124%: 0.55-0.93x),
+ * with small K (VGG16's first layer, K = 27: 0.77x) and on 1x1 downsamples
+ * (0.53-0.85x: the copy outweighs the product). 7x7 planes at batch 1 (31%
+ * dropped) are a near tie: a lone layer ran 0.86-0.97x against im2col with
+ * its narrow last column, but ResNet18's 256x14x14 probe (layer4 at 7x7)
+ * ran 0.92x when they went to im2col, so they stay here. */
 int nn_directconv_pays(const nn_conv_geom *g, int batch)
 {
     double ovh = nn_directconv_overhead(g, batch);
-    if (ovh <= 0.0 || (long)g->cin * g->k * g->k < 128) return 0;
-    return ovh <= 1.16 || (batch == 1 && g->ow < NN_NR && ovh <= 1.3);
+    if (ovh <= 0.0 || g->k < 2 || (long)g->cin * g->k * g->k < 128) return 0;
+    return ovh <= 1.25 || (batch == 1 && g->ow < NN_NR && ovh <= 1.35);
 }
 
 size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch)

@@ -634,6 +634,12 @@ static void run_task(void *vctx, int tid, int nt)
      * A (in L1) sweeps over them, so A is read once per chunk. */
     const int chunk = PACK_BUDGET / (KC * NN_NR);
     float tile[MR_MAX * NN_NR];
+    /* A last panel of at most NARROW_MAX columns (49 = 3 x 16 + 1 on a 7x7
+     * plane, 196 = 12 x 16 + 4 on 14x14) goes through the narrow kernel
+     * (same chains) instead of a 16-column tile that is mostly padding. */
+    const int tail_cols = g->n - (rc->npanels - 1) * NN_NR;
+    const int tail = p1 == rc->npanels && rc->npanels > 1 && tail_cols <= NARROW_MAX;
+    if (tail) p1--;
     for (int pc = p0; pc < p1; pc += chunk) {
         int npc = p1 - pc < chunk ? p1 - pc : chunk;
         for (int k0 = 0; k0 < g->k; k0 += KC) {
@@ -679,6 +685,14 @@ static void run_task(void *vctx, int tid, int nt)
         int r1 = m1 * MR < g->m ? m1 * MR : g->m;
         int c1 = (pc + npc) * NN_NR < g->n ? (pc + npc) * NN_NR : g->n;
         nn_epilogue_apply(&g->ep, g->c, g->ldc, m0 * MR, r1, pc * NN_NR, c1);
+    }
+    if (tail) {
+        const int col0 = (rc->npanels - 1) * NN_NR;
+        int r1 = m1 * MR < g->m ? m1 * MR : g->m;
+        g->pack_b(g->pack_ctx, rc->npanels - 1, 1, 0, g->k, buf);
+        rc->is->narrow(g->k, g->apack + (size_t)m0 * MR * g->k, m1 - m0, r1 - m0 * MR, buf,
+                       tail_cols, g->c + (size_t)m0 * MR * g->ldc + col0, g->ldc);
+        nn_epilogue_apply(&g->ep, g->c, g->ldc, m0 * MR, r1, col0, g->n);
     }
 }
 

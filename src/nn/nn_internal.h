@@ -193,8 +193,9 @@ void nn_tapconv_run(nn_pool *pool, const nn_tapconv *t, const float *in, int bat
  * zero-padded copy of the input split into its stride x stride phases
  * (directconv.c); bit-identical to the im2col path. */
 int nn_directconv_applies(const nn_conv_geom *g, int batch);
-/* Computed columns per kept output position (>= 1: the padded width's
- * extra columns are computed and dropped); 0 if the path does not apply. */
+/* Computed columns (whole panels of NN_NR) per kept output position (>= 1:
+ * the padded width's extra columns are computed and dropped); 0 if the path
+ * does not apply. */
 double nn_directconv_overhead(const nn_conv_geom *g, int batch);
 /* Whether the direct path is the faster one here (see directconv.c). */
 int nn_directconv_pays(const nn_conv_geom *g, int batch);
