@@ -16,33 +16,7 @@
 
 static float *rnd(const char *name, size_t n, int zeros)
 {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    assert_non_null(x);
-    cwba_synthetic_fill(name, 11, x, n); /* uniform in [-1, 1) */
-    if (zeros)
-        for (size_t i = 0; i < n; i += 7) x[i] = (i / 7) % 2 ? 0.0f : -0.0f;
-    return x;
-}
-
-/* Per-thread scratch for both paths. */
-static float **direct_scratch_new(int threads, int m, int k)
-{
-    size_t n = nn_gemm_scratch_size(k), d = nn_gemm_direct_scratch_size(m);
-    float **s = calloc((size_t)threads, sizeof *s);
-    assert_non_null(s);
-    for (int t = 0; t < threads; t++) {
-        s[t] = malloc((n > d ? n : d) * sizeof(float));
-        assert_non_null(s[t]);
-    }
-    return s;
-}
-
-static nn_conv_geom geom(int cin, int h, int w, int k, int s, int p)
-{
-    nn_conv_geom g = {.cin = cin, .h = h, .w = w, .k = k, .stride = s, .pad = p};
-    g.oh = nn_out_side(h, k, s, p);
-    g.ow = nn_out_side(w, k, s, p);
-    return g;
+    return tu_random_floats(name, 11, n, zeros ? 7 : 0);
 }
 
 static void direct_cases(void)
@@ -73,7 +47,7 @@ static void direct_cases(void)
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
             int cin = cases[i][0], h = cases[i][1], w = cases[i][2], cout = cases[i][3];
             int k = cases[i][4], st = cases[i][5], p = cases[i][6];
-            nn_conv_geom g = geom(cin, h, w, k, st, p);
+            nn_conv_geom g = tu_conv_geom(cin, h, w, k, st, p);
             assert_true(g.oh > 0 && g.ow > 0);
             int kdim = cin * k * k;
             float *wt = rnd("w", (size_t)cout * kdim, 1);
@@ -83,7 +57,8 @@ static void direct_cases(void)
             int *off = malloc((size_t)kdim * sizeof *off);
             assert_true(ap && off);
             nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
-            float **sc = direct_scratch_new(nt, cout, kdim);
+            size_t need = nn_gemm_scratch_size(kdim), dneed = nn_gemm_direct_scratch_size(cout);
+            float **sc = tu_scratch_new(nt, need > dneed ? need : dneed);
             for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
                 int batch = batches[bi];
                 assert_true(nn_directconv_applies(&g, batch));
@@ -94,15 +69,9 @@ static void direct_cases(void)
                 float *tmp = malloc(ntmp * sizeof *tmp);
                 assert_true(o1 && o2 && tmp);
                 for (int e = 0; e < 4; e++) {
-                    nn_epilogue ep = {0};
-                    if (e == 1) ep.bias = bias, ep.relu = 1;
-                    if (e == 2) ep.alpha = alpha, ep.beta = beta;
-                    if (e == 3) ep.alpha = alpha, ep.beta = beta, ep.res = res, ep.relu = 1;
-                    nn_im2col_ctx ic = {.in = in, .batch = batch, .g = g};
-                    nn_gemm gm = {.m = cout, .n = batch * g.oh * g.ow, .k = kdim, .apack = ap,
-                                  .pack_b = nn_pack_b_im2col, .pack_ctx = &ic, .c = o1, .ep = ep};
-                    gm.ldc = (size_t)gm.n;
-                    nn_gemm_run(pool, &gm, sc);
+                    nn_epilogue ep;
+                    tu_epilogue_case(&ep, e, bias, alpha, beta, res);
+                    tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
                     memset(o2, 0xff, nout * sizeof *o2); /* every element must be written */
                     memset(tmp, 0x7f, ntmp * sizeof *tmp); /* the path zeroes what it reads */
                     nn_directconv_run(pool, ap, cout, &g, in, batch, o2, &ep, sc, tmp, off);
@@ -132,16 +101,7 @@ static void direct_cases(void)
 static void test_direct_matches_im2col(void **state)
 {
     (void)state;
-    static const char *const isas[] = {"avx512", "avx2", "scalar"};
-    const char *best = nn_gemm_isa();
-    int ran = 0;
-    for (int i = 0; i < 3; i++) {
-        if (!nn_gemm_set_isa(isas[i])) continue;
-        direct_cases();
-        ran++;
-    }
-    assert_true(ran >= 1);
-    assert_true(nn_gemm_set_isa(best));
+    tu_for_each_isa(direct_cases);
 }
 
 static void test_direct_geometry(void **state)
@@ -149,7 +109,7 @@ static void test_direct_geometry(void **state)
     (void)state;
     /* 56x56, 3x3 pad 1, batch 1: 56 rows of 58 computed columns (3248 =
      * 203 panels). */
-    nn_conv_geom g = geom(64, 56, 56, 3, 1, 1);
+    nn_conv_geom g = tu_conv_geom(64, 56, 56, 3, 1, 1);
     assert_true(fabs(nn_directconv_overhead(&g, 1) - 58.0 / 56.0) < 1e-12);
     /* batch 2: the first image's padded plane (58 x 58) plus 56 x 58, 6612
      * columns rounded up to 414 panels. */
@@ -159,39 +119,39 @@ static void test_direct_geometry(void **state)
     assert_true(nn_directconv_applies(&g, 1));
     /* stride 2: four 29 x 29 phases of the 58 x 58 padded plane, 28 rows of
      * 29 computed columns (812, rounded up to 816) */
-    g = geom(64, 56, 56, 3, 2, 1);
+    g = tu_conv_geom(64, 56, 56, 3, 2, 1);
     assert_true(nn_directconv_applies(&g, 1));
     assert_true(fabs(nn_directconv_overhead(&g, 1) - 816.0 / 784.0) < 1e-12);
     assert_true(nn_directconv_pays(&g, 1));
     assert_int_equal(nn_directconv_tmp_floats(&g, 1), (size_t)64 * 4 * 29 * 29 + 3 + 16);
     /* 1x1 stride 2: only phase (0, 0) is kept */
-    g = geom(64, 56, 56, 1, 2, 0);
+    g = tu_conv_geom(64, 56, 56, 1, 2, 0);
     assert_int_equal(nn_directconv_tmp_floats(&g, 1), (size_t)64 * 28 * 28 + 1 + 16);
     /* ResNet conv1 at 224: 230 / 2 = 115 columns for 112 outputs */
-    g = geom(3, 224, 224, 7, 2, 3);
+    g = tu_conv_geom(3, 224, 224, 7, 2, 3);
     assert_true(fabs(nn_directconv_overhead(&g, 1) - 115.0 / 112.0) < 1e-12);
     assert_true(nn_directconv_pays(&g, 1));
     /* 7x7 planes: 63 computed columns = 4 panels for 49; taken at batch 1
      * only */
-    g = geom(512, 7, 7, 3, 1, 1);
+    g = tu_conv_geom(512, 7, 7, 3, 1, 1);
     assert_true(fabs(nn_directconv_overhead(&g, 1) - 64.0 / 49.0) < 1e-12);
     assert_true(nn_directconv_pays(&g, 1));
     assert_false(nn_directconv_pays(&g, 2));
     /* where im2col is faster: a 1x1 downsample, K < 128, many dropped
      * columns at batch 64 */
-    g = geom(256, 16, 16, 3, 1, 1);
+    g = tu_conv_geom(256, 16, 16, 3, 1, 1);
     assert_false(nn_directconv_pays(&g, 64));
-    g = geom(256, 14, 14, 1, 2, 0);
+    g = tu_conv_geom(256, 14, 14, 1, 2, 0);
     assert_false(nn_directconv_pays(&g, 1));
-    g = geom(3, 224, 224, 3, 1, 1);
+    g = tu_conv_geom(3, 224, 224, 3, 1, 1);
     assert_false(nn_directconv_pays(&g, 1));
     /* strides beyond 4 are not this path's */
-    g = geom(3, 40, 40, 5, 5, 0);
+    g = tu_conv_geom(3, 40, 40, 5, 5, 0);
     assert_false(nn_directconv_applies(&g, 1));
     assert_true(nn_directconv_overhead(&g, 1) == 0.0);
     assert_int_equal(nn_directconv_tmp_floats(&g, 1), 0);
     /* a buffer beyond int offsets falls back to im2col */
-    g = geom(4096, 1024, 1024, 3, 1, 1);
+    g = tu_conv_geom(4096, 1024, 1024, 3, 1, 1);
     assert_false(nn_directconv_applies(&g, 1));
 }
 

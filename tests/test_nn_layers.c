@@ -37,24 +37,6 @@ static void gemm_packed(nn_pool *pool, int m, int n, int k, const float *a, cons
     free(ap);
 }
 
-static const char *const ISAS[] = {"avx512", "avx2", "scalar"};
-#define NISAS 3
-
-/* Runs fn once per kernel family this CPU has (they must all agree with the
- * scalar references), then restores the best one. */
-static void for_each_isa(void (*fn)(void))
-{
-    int ran = 0;
-    const char *best = nn_gemm_isa();
-    for (int is = 0; is < NISAS; is++) {
-        if (!nn_gemm_set_isa(ISAS[is])) continue; /* not on this CPU */
-        fn();
-        ran++;
-    }
-    assert_true(ran >= 1);
-    assert_true(nn_gemm_set_isa(best));
-}
-
 static void gemm_cases(void)
 {
     /* Odd sizes: partial row panels, partial column panels, k beyond one
@@ -87,7 +69,7 @@ static void gemm_cases(void)
 static void test_gemm_matches_reference(void **state)
 {
     (void)state;
-    for_each_isa(gemm_cases);
+    tu_for_each_isa(gemm_cases);
 }
 
 /* One column computed alone equals the same column computed among 69 others. */
@@ -206,7 +188,7 @@ static void conv_cases(void)
 static void test_conv_matches_naive(void **state)
 {
     (void)state;
-    for_each_isa(conv_cases);
+    tu_for_each_isa(conv_cases);
 }
 
 /* 3x3 input 1..9, 3x3 kernel diag(1, 2, 3), stride 2, padding 1, bias 0.5:

@@ -13,20 +13,7 @@
 
 static float *rnd(const char *name, size_t n, int zeros)
 {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    assert_non_null(x);
-    cwba_synthetic_fill(name, 7, x, n); /* uniform in [-1, 1) */
-    if (zeros)
-        for (size_t i = 0; i < n; i += 5) x[i] = (i / 5) % 2 ? 0.0f : -0.0f;
-    return x;
-}
-
-static nn_conv_geom geom(int cin, int h, int w, int k, int s, int p)
-{
-    nn_conv_geom g = {.cin = cin, .h = h, .w = w, .k = k, .stride = s, .pad = p};
-    g.oh = nn_out_side(h, k, s, p);
-    g.ow = nn_out_side(w, k, s, p);
-    return g;
+    return tu_random_floats(name, 7, n, zeros ? 5 : 0);
 }
 
 static void tap_cases(void)
@@ -46,7 +33,7 @@ static void tap_cases(void)
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
             int cin = cases[i][0], h = cases[i][1], w = cases[i][2], cout = cases[i][3];
             int k = cases[i][4], s = cases[i][5], p = cases[i][6];
-            nn_conv_geom g = geom(cin, h, w, k, s, p);
+            nn_conv_geom g = tu_conv_geom(cin, h, w, k, s, p);
             assert_true(g.oh > 0 && g.ow > 0);
             int kdim = cin * k * k;
             float *wt = rnd("w", (size_t)cout * kdim, 1);
@@ -66,15 +53,9 @@ static void tap_cases(void)
                 float *tmp = malloc(nn_tapconv_tmp_floats(&tc, batch) * sizeof *tmp);
                 assert_true(o1 && o2 && tmp);
                 for (int e = 0; e < 4; e++) {
-                    nn_epilogue ep = {0};
-                    if (e == 1) ep.bias = bias, ep.relu = 1;
-                    if (e == 2) ep.alpha = alpha, ep.beta = beta;
-                    if (e == 3) ep.alpha = alpha, ep.beta = beta, ep.res = res, ep.relu = 1;
-                    nn_im2col_ctx ic = {.in = in, .batch = batch, .g = g};
-                    nn_gemm gm = {.m = cout, .n = batch * g.oh * g.ow, .k = kdim, .apack = ap,
-                                  .pack_b = nn_pack_b_im2col, .pack_ctx = &ic, .c = o1, .ep = ep};
-                    gm.ldc = (size_t)gm.n;
-                    nn_gemm_run(pool, &gm, sc);
+                    nn_epilogue ep;
+                    tu_epilogue_case(&ep, e, bias, alpha, beta, res);
+                    tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
                     memset(o2, 0xff, nout * sizeof *o2);
                     nn_tapconv_run(pool, &tc, in, batch, o2, &ep, sc, tmp);
                     if (memcmp(o1, o2, nout * sizeof *o1) != 0)
@@ -102,35 +83,26 @@ static void tap_cases(void)
 static void test_taps_match_im2col(void **state)
 {
     (void)state;
-    static const char *const isas[] = {"avx512", "avx2", "scalar"};
-    const char *best = nn_gemm_isa();
-    int ran = 0;
-    for (int i = 0; i < 3; i++) {
-        if (!nn_gemm_set_isa(isas[i])) continue;
-        tap_cases();
-        ran++;
-    }
-    assert_true(ran >= 1);
-    assert_true(nn_gemm_set_isa(best));
+    tu_for_each_isa(tap_cases);
 }
 
 static void test_tap_geometry(void **state)
 {
     (void)state;
     /* 3x3 pad 1 on 2x2: 4 valid taps of 9 at each of the 4 positions. */
-    nn_conv_geom g = geom(1, 2, 2, 3, 1, 1);
+    nn_conv_geom g = tu_conv_geom(1, 2, 2, 3, 1, 1);
     assert_true(fabs(nn_tapconv_padded_fraction(&g) - 5.0 / 9.0) < 1e-12);
     /* on 4x4 -> 2x2 with stride 2: rows/cols windows of 2 and 3 taps. */
-    g = geom(1, 4, 4, 3, 2, 1);
+    g = tu_conv_geom(1, 4, 4, 3, 2, 1);
     assert_true(fabs(nn_tapconv_padded_fraction(&g) - (1.0 - 25.0 / 36.0)) < 1e-12);
     /* no padding, nothing to skip */
-    g = geom(1, 6, 6, 3, 1, 0);
+    g = tu_conv_geom(1, 6, 6, 3, 1, 0);
     assert_true(nn_tapconv_padded_fraction(&g) == 0.0);
     /* 3x3 on 3x3: windows {1,2}, {0,3}, {0,2} per axis -> 9 groups of one
      * position; 4x4: three windows per axis, 9 groups of 1, 2 or 4. */
     float w[2 * 3 * 3] = {0};
     nn_tapconv t;
-    g = geom(1, 3, 3, 3, 1, 1);
+    g = tu_conv_geom(1, 3, 3, 3, 1, 1);
     assert_true(nn_tapconv_init(&t, &g, 2, w));
     assert_int_equal(t.ngroups, 9);
     assert_int_equal(t.min_npos, 1);
@@ -140,7 +112,7 @@ static void test_tap_geometry(void **state)
         taps += t.groups[i].npos * (t.groups[i].ky1 - t.groups[i].ky0) * (t.groups[i].kx1 - t.groups[i].kx0);
     assert_int_equal(taps, 49);
     nn_tapconv_free(&t);
-    g = geom(1, 4, 4, 3, 1, 1);
+    g = tu_conv_geom(1, 4, 4, 3, 1, 1);
     assert_true(nn_tapconv_init(&t, &g, 2, w));
     assert_int_equal(t.ngroups, 9);
     assert_int_equal(t.min_npos, 1);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cwba/nn.h"
 #include "nn/nn_internal.h"
 
 const char *tu_source_dir(void)
@@ -71,19 +72,77 @@ int tu_group_teardown(void **state)
     return 0;
 }
 
-float **tu_gemm_scratch_new(int threads, int k)
+float **tu_scratch_new(int threads, size_t floats)
 {
     float **s = calloc((size_t)threads, sizeof *s);
     assert_non_null(s);
     for (int t = 0; t < threads; t++) {
-        s[t] = malloc(nn_gemm_scratch_size(k) * sizeof(float));
+        s[t] = malloc(floats * sizeof(float));
         assert_non_null(s[t]);
     }
     return s;
+}
+
+float **tu_gemm_scratch_new(int threads, int k)
+{
+    return tu_scratch_new(threads, nn_gemm_scratch_size(k));
 }
 
 void tu_gemm_scratch_free(float **s, int threads)
 {
     for (int t = 0; t < threads; t++) free(s[t]);
     free(s);
+}
+
+void tu_for_each_isa(void (*fn)(void))
+{
+    static const char *const isas[] = {"avx512", "avx2", "scalar"};
+    const char *best = nn_gemm_isa();
+    int ran = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!nn_gemm_set_isa(isas[i])) continue; /* not on this CPU */
+        fn();
+        ran++;
+    }
+    assert_true(ran >= 1);
+    assert_true(nn_gemm_set_isa(best));
+}
+
+nn_conv_geom tu_conv_geom(int cin, int h, int w, int k, int s, int p)
+{
+    nn_conv_geom g = {.cin = cin, .h = h, .w = w, .k = k, .stride = s, .pad = p};
+    g.oh = nn_out_side(h, k, s, p);
+    g.ow = nn_out_side(w, k, s, p);
+    return g;
+}
+
+float *tu_random_floats(const char *name, uint64_t seed, size_t n, size_t zero_every)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    assert_non_null(x);
+    cwba_synthetic_fill(name, seed, x, n);
+    if (zero_every)
+        for (size_t i = 0; i < n; i += zero_every) x[i] = (i / zero_every) % 2 ? 0.0f : -0.0f;
+    return x;
+}
+
+void tu_conv_im2col(nn_pool *pool, const float *apack, int cout, const nn_conv_geom *g,
+                    const float *in, int batch, float *out, const nn_epilogue *ep,
+                    float *const *scratch)
+{
+    nn_im2col_ctx ic = {.in = in, .batch = batch, .g = *g};
+    nn_gemm gm = {.m = cout, .n = batch * g->oh * g->ow, .k = g->cin * g->k * g->k,
+                  .apack = apack, .pack_b = nn_pack_b_im2col, .pack_ctx = &ic, .c = out,
+                  .ep = *ep};
+    gm.ldc = (size_t)gm.n;
+    nn_gemm_run(pool, &gm, scratch);
+}
+
+void tu_epilogue_case(nn_epilogue *ep, int e, const float *bias, const float *alpha,
+                      const float *beta, const float *res)
+{
+    *ep = (nn_epilogue){0};
+    if (e == 1) ep->bias = bias, ep->relu = 1;
+    if (e == 2) ep->alpha = alpha, ep->beta = beta;
+    if (e == 3) ep->alpha = alpha, ep->beta = beta, ep->res = res, ep->relu = 1;
 }

@@ -31,5 +31,31 @@ const char *tu_fmnist_dir(void);
  * dimension; asserts on allocation failure. */
 float **tu_gemm_scratch_new(int threads, int k);
 void tu_gemm_scratch_free(float **s, int threads);
+/* The same with at least `floats` floats per thread. */
+float **tu_scratch_new(int threads, size_t floats);
+
+/* n floats uniform in [-1, 1) from cwba_synthetic_fill(name, seed); with
+ * zero_every > 0 every zero_every-th value is an exact zero, alternately
+ * -0 and +0. Asserts on allocation failure; free() releases it. */
+float *tu_random_floats(const char *name, uint64_t seed, size_t n, size_t zero_every);
+
+/* Runs fn once per GEMM kernel family this CPU has (avx512, avx2, scalar:
+ * they must agree bit for bit), then restores the best one. */
+void tu_for_each_isa(void (*fn)(void));
+
+/* The convolution tests (src/nn): nn_conv_geom for (cin, h, w), window k,
+ * stride s, padding p; the reference im2col GEMM path into out; and
+ * epilogue e = 0..3 (none; bias + ReLU; batch norm; batch norm + residual
+ * + ReLU). The nn types come from nn/nn_internal.h, which the callers
+ * include. */
+struct nn_conv_geom;
+struct nn_epilogue;
+struct nn_pool;
+struct nn_conv_geom tu_conv_geom(int cin, int h, int w, int k, int s, int p);
+void tu_conv_im2col(struct nn_pool *pool, const float *apack, int cout,
+                    const struct nn_conv_geom *g, const float *in, int batch, float *out,
+                    const struct nn_epilogue *ep, float *const *scratch);
+void tu_epilogue_case(struct nn_epilogue *ep, int e, const float *bias, const float *alpha,
+                      const float *beta, const float *res);
 
 #endif
