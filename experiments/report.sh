@@ -20,9 +20,13 @@ for csv in results/*.csv; do
     orig=$(orig_for "$cfg")
     awk -F, -v cfg="$cfg" -v orig="$orig" '
     BEGIN {
+        # The original tables name their bit depths in the second line
+        # (",2,3,4,5,6,7," -- VGG16s only 2..5); the last column is runtime.
         if (orig != "") while ((getline line < orig) > 0) {
-            n = split(line, f, ","); if (f[1] == "Uniform w/o BitAlloc") for (b = 2; b <= 7; b++) ou[b] = f[b]
-            if (f[1] ~ /^Ours\(/) { r = f[1]; gsub(/[^0-9]/, "", r); for (b = 2; b <= 7; b++) oo[r, b] = f[b] }
+            n = split(line, f, ",")
+            if (f[1] == "" && nbits == 0) { for (i = 2; i <= n; i++) if (f[i] ~ /^[0-9]+$/) { bitcol[f[i]] = i; nbits++ } ; continue }
+            if (f[1] == "Uniform w/o BitAlloc") for (b in bitcol) ou[b] = f[bitcol[b]]
+            if (f[1] ~ /^Ours\(/) { r = f[1]; gsub(/[^0-9]/, "", r); for (b in bitcol) oo[r, b] = f[bitcol[b]] }
         }
     }
     NR == 1 { next }
