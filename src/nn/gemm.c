@@ -39,8 +39,14 @@
 #define PACK_BUDGET (128 * 1024) /* floats of packed B per thread (512 KB, in L2) */
 #define SMALL_WORK (1L << 17)    /* multiply-adds below which one thread is faster */
 
-/* c (MR, NN_NR) with stride ldc; acc = 0 starts every chain at 0. */
-typedef void (*kernel_fn)(int kc, const float *a, const float *b, float *c, size_t ldc, int acc);
+/* The micro-kernel: c (MR rows, 16 * G columns, stride ldc) = the chains
+ * over p < kc of A's packed (kc, MR) slice times B, where the 16 values of
+ * row p in column group q (q < G = 1, 2 or 3) are b + off[p] + q * ps:
+ * a packed B panel has off[p] = 16 p and ps = kc * 16 (nn_gemm_run), a
+ * B read in place its own offsets and ps = 16 (nn_gemm_direct_run). acc = 0
+ * starts every chain at 0, else it resumes from c. */
+typedef void (*kernel_fn)(int kc, const float *a, const float *b, const int *off, size_t ps,
+                          float *c, size_t ldc, int acc);
 /* Narrow right-hand side (a batch of one to four columns, e.g. a linear layer
  * on a single image): vectorised over the MR rows of one weight panel
  * instead of over 16 columns of which most would be padding. Each element is
@@ -53,52 +59,22 @@ typedef void (*narrow_fn)(int k, const float *a, const float *b, int ncols, floa
 typedef void (*narrow_range_fn)(int k, const float *a, int npan, int mrows, const float *b,
                                 int ncols, float *c, size_t ldc);
 
-/* Two adjacent column panels at once (b0, b1 packed (kc, NN_NR) each; c
- * covers 2 * NN_NR columns): the A values loaded for a step serve twice as
- * many FMAs. Same chains as kernel_fn; NULL where the ISA has none. */
-typedef void (*kernel2_fn)(int kc, const float *a, const float *b0, const float *b1, float *c,
-                           size_t ldc, int acc);
-typedef void (*kernel3_fn)(int kc, const float *a, const float *b0, const float *b1,
-                           const float *b2, float *c, size_t ldc, int acc);
-
-/* The same kernels reading B in place instead of from a packed panel: row p
- * of the 16 columns is b + off[p] (see nn_gemm_direct). */
-typedef void (*kind_fn)(int kc, const float *a, const float *b, const int *off, float *c,
-                        size_t ldc, int acc);
-
 typedef struct isa {
     const char *name;
     int mr;
-    kernel_fn kernel;
+    kernel_fn kernel; /* 1, 2 and 3 column groups: two or three at once let */
+    kernel_fn kernel2; /* the A values loaded for a step serve more FMAs; */
+    kernel_fn kernel3; /* NULL where the ISA has none */
     narrow_range_fn narrow;
-    kernel2_fn kernel2;
-    kernel3_fn kernel3;
-    kind_fn kind;   /* in-place B (nn_gemm_direct): 1, 2 and 3 column groups */
-    kind_fn kind2;  /* NULL where the ISA has none */
-    kind_fn kind3;
 } isa;
 
 /* ---- scalar (any CPU; fmaf is correctly rounded, so it matches the SIMD paths) */
 #define MR_SCALAR 4
-static void kernel_scalar(int kc, const float *a, const float *b, float *c, size_t ldc, int acc)
-{
-    float r[MR_SCALAR][NN_NR];
-    for (int i = 0; i < MR_SCALAR; i++)
-        for (int j = 0; j < NN_NR; j++) r[i][j] = acc ? c[i * ldc + j] : 0.0f;
-    for (int p = 0; p < kc; p++) {
-        for (int i = 0; i < MR_SCALAR; i++)
-            for (int j = 0; j < NN_NR; j++) r[i][j] = fmaf(a[i], b[j], r[i][j]);
-        a += MR_SCALAR;
-        b += NN_NR;
-    }
-    for (int i = 0; i < MR_SCALAR; i++)
-        for (int j = 0; j < NN_NR; j++) c[i * ldc + j] = r[i][j];
-}
 
-
-static void kind_scalar(int kc, const float *a, const float *b, const int *off, float *c,
-                        size_t ldc, int acc)
+static void kernel_scalar(int kc, const float *a, const float *b, const int *off, size_t ps,
+                          float *c, size_t ldc, int acc)
 {
+    (void)ps; /* one column group */
     float r[MR_SCALAR][NN_NR];
     for (int i = 0; i < MR_SCALAR; i++)
         for (int j = 0; j < NN_NR; j++) r[i][j] = acc ? c[i * ldc + j] : 0.0f;
@@ -127,34 +103,12 @@ static void narrow_scalar(int k, const float *a, const float *b, int ncols, floa
 #ifdef NN_X86
 /* ---- AVX2 + FMA: 6 rows x 2 ymm */
 #define MR_AVX2 6
-__attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a, const float *b,
-                                                             float *c, size_t ldc, int acc)
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a,
+                                                             const float *b, const int *off,
+                                                             size_t ps, float *c, size_t ldc,
+                                                             int acc)
 {
-    __m256 r[MR_AVX2][2];
-    for (int i = 0; i < MR_AVX2; i++) {
-        r[i][0] = acc ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
-        r[i][1] = acc ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
-    }
-    for (int p = 0; p < kc; p++) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        for (int i = 0; i < MR_AVX2; i++) {
-            __m256 av = _mm256_broadcast_ss(a + i);
-            r[i][0] = _mm256_fmadd_ps(av, b0, r[i][0]);
-            r[i][1] = _mm256_fmadd_ps(av, b1, r[i][1]);
-        }
-        a += MR_AVX2;
-        b += NN_NR;
-    }
-    for (int i = 0; i < MR_AVX2; i++) {
-        _mm256_storeu_ps(c + i * ldc, r[i][0]);
-        _mm256_storeu_ps(c + i * ldc + 8, r[i][1]);
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void kind_avx2(int kc, const float *a, const float *b,
-                                                           const int *off, float *c, size_t ldc,
-                                                           int acc)
-{
+    (void)ps; /* one column group */
     __m256 r[MR_AVX2][2];
     for (int i = 0; i < MR_AVX2; i++) {
         r[i][0] = acc ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
@@ -205,20 +159,6 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(int k, const float *
 #define K1_DECL(i) __m512 c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();
 #define K1_FMA(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0v, c##i);
 #define K1_STORE(i) _mm512_storeu_ps(c + (i) * ldc, c##i);
-__attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float *a,
-                                                              const float *b, float *c,
-                                                              size_t ldc, int acc)
-{
-    AVX512_ROWS(K1_DECL)
-    for (int p = 0; p < kc; p++) {
-        __m512 b0v = _mm512_loadu_ps(b);
-        AVX512_ROWS(K1_FMA)
-        a += MR_AVX512;
-        b += NN_NR;
-    }
-    AVX512_ROWS(K1_STORE)
-}
-
 #define K2_DECL(i)                                                                                 \
     __m512 c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();                      \
     __m512 d##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 16) : _mm512_setzero_ps();
@@ -231,21 +171,6 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float
 #define K2_STORE(i)                                                                                \
     _mm512_storeu_ps(c + (i) * ldc, c##i);                                                         \
     _mm512_storeu_ps(c + (i) * ldc + 16, d##i);
-__attribute__((target("avx512f"))) static void kernel2_avx512(int kc, const float *a,
-                                                               const float *b0, const float *b1,
-                                                               float *c, size_t ldc, int acc)
-{
-    AVX512_ROWS(K2_DECL)
-    for (int p = 0; p < kc; p++) {
-        __m512 b0v = _mm512_loadu_ps(b0), b1v = _mm512_loadu_ps(b1);
-        AVX512_ROWS(K2_FMA)
-        a += MR_AVX512;
-        b0 += NN_NR;
-        b1 += NN_NR;
-    }
-    AVX512_ROWS(K2_STORE)
-}
-
 #define K3_DECL(i)                                                                                 \
     __m512 c##i = acc ? _mm512_loadu_ps(c + (i) * ldc) : _mm512_setzero_ps();                      \
     __m512 d##i = acc ? _mm512_loadu_ps(c + (i) * ldc + 16) : _mm512_setzero_ps();                 \
@@ -261,28 +186,12 @@ __attribute__((target("avx512f"))) static void kernel2_avx512(int kc, const floa
     _mm512_storeu_ps(c + (i) * ldc, c##i);                                                         \
     _mm512_storeu_ps(c + (i) * ldc + 16, d##i);                                                    \
     _mm512_storeu_ps(c + (i) * ldc + 32, e##i);
-__attribute__((target("avx512f"))) static void kernel3_avx512(int kc, const float *a,
-                                                               const float *b0, const float *b1,
-                                                               const float *b2, float *c,
-                                                               size_t ldc, int acc)
+__attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float *a,
+                                                              const float *b, const int *off,
+                                                              size_t ps, float *c, size_t ldc,
+                                                              int acc)
 {
-    AVX512_ROWS(K3_DECL)
-    for (int p = 0; p < kc; p++) {
-        __m512 b0v = _mm512_loadu_ps(b0), b1v = _mm512_loadu_ps(b1), b2v = _mm512_loadu_ps(b2);
-        AVX512_ROWS(K3_FMA)
-        a += MR_AVX512;
-        b0 += NN_NR;
-        b1 += NN_NR;
-        b2 += NN_NR;
-    }
-    AVX512_ROWS(K3_STORE)
-}
-
-/* In-place B: one, two or three adjacent 16-column groups at b + off[p]. */
-__attribute__((target("avx512f"))) static void kind_avx512(int kc, const float *a, const float *b,
-                                                            const int *off, float *c, size_t ldc,
-                                                            int acc)
-{
+    (void)ps; /* one column group */
     AVX512_ROWS(K1_DECL)
     for (int p = 0; p < kc; p++) {
         __m512 b0v = _mm512_loadu_ps(b + off[p]);
@@ -292,29 +201,31 @@ __attribute__((target("avx512f"))) static void kind_avx512(int kc, const float *
     AVX512_ROWS(K1_STORE)
 }
 
-__attribute__((target("avx512f"))) static void kind2_avx512(int kc, const float *a, const float *b,
-                                                             const int *off, float *c, size_t ldc,
-                                                             int acc)
+__attribute__((target("avx512f"))) static void kernel2_avx512(int kc, const float *a,
+                                                               const float *b, const int *off,
+                                                               size_t ps, float *c, size_t ldc,
+                                                               int acc)
 {
     AVX512_ROWS(K2_DECL)
     for (int p = 0; p < kc; p++) {
         const float *bp = b + off[p];
-        __m512 b0v = _mm512_loadu_ps(bp), b1v = _mm512_loadu_ps(bp + 16);
+        __m512 b0v = _mm512_loadu_ps(bp), b1v = _mm512_loadu_ps(bp + ps);
         AVX512_ROWS(K2_FMA)
         a += MR_AVX512;
     }
     AVX512_ROWS(K2_STORE)
 }
 
-__attribute__((target("avx512f"))) static void kind3_avx512(int kc, const float *a, const float *b,
-                                                             const int *off, float *c, size_t ldc,
-                                                             int acc)
+__attribute__((target("avx512f"))) static void kernel3_avx512(int kc, const float *a,
+                                                               const float *b, const int *off,
+                                                               size_t ps, float *c, size_t ldc,
+                                                               int acc)
 {
     AVX512_ROWS(K3_DECL)
     for (int p = 0; p < kc; p++) {
         const float *bp = b + off[p];
-        __m512 b0v = _mm512_loadu_ps(bp), b1v = _mm512_loadu_ps(bp + 16);
-        __m512 b2v = _mm512_loadu_ps(bp + 32);
+        __m512 b0v = _mm512_loadu_ps(bp), b1v = _mm512_loadu_ps(bp + ps);
+        __m512 b2v = _mm512_loadu_ps(bp + 2 * ps);
         AVX512_ROWS(K3_FMA)
         a += MR_AVX512;
     }
@@ -447,14 +358,12 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
 }
 #endif
 
-static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, narrow_range_scalar, NULL,
-                               NULL, kind_scalar, NULL, NULL};
+static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, NULL, NULL,
+                               narrow_range_scalar};
 #ifdef NN_X86
-static const isa ISA_AVX2 = {"avx2",    MR_AVX2, kernel_avx2, narrow_range_avx2, NULL, NULL,
-                             kind_avx2, NULL,    NULL};
-static const isa ISA_AVX512 = {"avx512",      MR_AVX512,    kernel_avx512, narrow_range_avx512,
-                               kernel2_avx512, kernel3_avx512, kind_avx512,   kind2_avx512,
-                               kind3_avx512};
+static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, NULL, NULL, narrow_range_avx2};
+static const isa ISA_AVX512 = {"avx512",       MR_AVX512,      kernel_avx512,
+                               kernel2_avx512, kernel3_avx512, narrow_range_avx512};
 #endif
 
 /* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
@@ -473,8 +382,12 @@ static int isa_supported(const isa *x)
     return x == &ISA_SCALAR;
 }
 
+/* Row offsets of a packed (KC, NN_NR) B panel: off[p] = NN_NR * p. */
+static int g_packed_off[KC];
+
 static void isa_pick(void)
 {
+    for (int p = 0; p < KC; p++) g_packed_off[p] = NN_NR * p;
 #ifdef NN_X86
     if (isa_supported(&ISA_AVX512)) {
         g_isa = &ISA_AVX512;
@@ -609,8 +522,9 @@ static void run_task(void *vctx, int tid, int nt)
     const nn_gemm *g = rc->g;
     const int MR = rc->is->mr;
     const kernel_fn kernel = rc->is->kernel;
-    const kernel2_fn kernel2 = rc->is->kernel2;
-    const kernel3_fn kernel3 = rc->is->kernel3;
+    const kernel_fn kernel2 = rc->is->kernel2;
+    const kernel_fn kernel3 = rc->is->kernel3;
+    const int *off = g_packed_off;
     int p0 = 0, p1 = rc->npanels, m0 = 0, m1 = rc->nmb;
     if (rc->split_m) {
         m0 = (int)((long)rc->nmb * tid / nt);
@@ -656,17 +570,17 @@ static void run_task(void *vctx, int tid, int nt)
                     float *c = g->c + (size_t)row0 * g->ldc + col0;
                     if (kernel3 && rows == MR && pi + 2 < npc && g->n - col0 >= 3 * NN_NR) {
                         const size_t ps = (size_t)kc * NN_NR;
-                        kernel3(kc, a, b, b + ps, b + 2 * ps, c, g->ldc, k0 > 0);
+                        kernel3(kc, a, b, off, ps, c, g->ldc, k0 > 0);
                         pi += 2;
                         continue;
                     }
                     if (kernel2 && rows == MR && pi + 1 < npc && g->n - col0 >= 2 * NN_NR) {
-                        kernel2(kc, a, b, b + (size_t)kc * NN_NR, c, g->ldc, k0 > 0);
+                        kernel2(kc, a, b, off, (size_t)kc * NN_NR, c, g->ldc, k0 > 0);
                         pi++;
                         continue;
                     }
                     if (rows == MR && cols == NN_NR) {
-                        kernel(kc, a, b, c, g->ldc, k0 > 0);
+                        kernel(kc, a, b, off, 0, c, g->ldc, k0 > 0);
                         continue;
                     }
                     /* Edge tile: same kernel on a padded copy, so these
@@ -676,7 +590,7 @@ static void run_task(void *vctx, int tid, int nt)
                         for (int i = 0; i < rows; i++)
                             memcpy(tile + i * NN_NR, c + (size_t)i * g->ldc,
                                    (size_t)cols * sizeof(float));
-                    kernel(kc, a, b, tile, NN_NR, k0 > 0);
+                    kernel(kc, a, b, off, 0, tile, NN_NR, k0 > 0);
                     for (int i = 0; i < rows; i++)
                         memcpy(c + (size_t)i * g->ldc, tile + i * NN_NR, (size_t)cols * sizeof(float));
                 }
@@ -773,14 +687,14 @@ static void direct_task(void *vctx, int tid, int nt)
                 for (int pi = 0; pi < npc; pi++) {
                     const float *b = g->b + (size_t)(pc + pi) * NN_NR;
                     float *c = trow + (size_t)pi * NN_NR;
-                    if (is->kind3 && pi + 2 < npc) {
-                        is->kind3(kc, a, b, off, c, ldt, k0 > 0);
+                    if (is->kernel3 && pi + 2 < npc) {
+                        is->kernel3(kc, a, b, off, NN_NR, c, ldt, k0 > 0);
                         pi += 2;
-                    } else if (is->kind2 && pi + 1 < npc) {
-                        is->kind2(kc, a, b, off, c, ldt, k0 > 0);
+                    } else if (is->kernel2 && pi + 1 < npc) {
+                        is->kernel2(kc, a, b, off, NN_NR, c, ldt, k0 > 0);
                         pi++;
                     } else {
-                        is->kind(kc, a, b, off, c, ldt, k0 > 0);
+                        is->kernel(kc, a, b, off, NN_NR, c, ldt, k0 > 0);
                     }
                 }
             }
