@@ -229,9 +229,9 @@ static void maxpool_naive(const float *in, int planes, int h, int w, int k, int 
             }
 }
 
-static void test_maxpool(void **state)
+/* Under each ISA (the AVX-512 build has its own stride-2 path). */
+static void maxpool_cases(void)
 {
-    (void)state;
     /* By hand, ResNet's k3 s2 p1 on 4x4 (padding never wins, even when every
      * input is negative). */
     float in[16] = {-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16};
@@ -261,7 +261,9 @@ static void test_maxpool(void **state)
      * separable path's buffer. */
     static const int shapes[][5] = {{9, 9, 3, 2, 1}, {12, 10, 3, 1, 1}, {6, 11, 2, 2, 0},
                                     {3, 1030, 3, 2, 1}, {5, 5, 5, 1, 2},  {7, 9, 2, 3, 0},
-                                    {1, 1, 3, 2, 1}};
+                                    {1, 1, 3, 2, 1},    {9, 37, 3, 2, 1}, {6, 70, 2, 2, 0},
+                                    {5, 33, 3, 2, 0},   {4, 64, 2, 2, 1}, {13, 13, 3, 2, 0},
+                                    {2, 2, 2, 2, 1}};
     const float pool[] = {-0.0f, 0.0f, -1.0f, 1.0f, NAN};
     unsigned st = 7u;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
@@ -287,6 +289,12 @@ static void test_maxpool(void **state)
         free(a);
         free(b);
     }
+}
+
+static void test_maxpool(void **state)
+{
+    (void)state;
+    tu_for_each_isa(maxpool_cases);
 }
 
 static void avgpool_naive(const float *in, int h, int w, float *out, int oh, int ow)

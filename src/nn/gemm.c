@@ -28,10 +28,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#define NN_X86 1
-#include <immintrin.h>
-#endif
 
 #define MR_MAX 12
 #define NARROW_MAX 4 /* widest right-hand side handled by the narrow kernels */
@@ -409,6 +405,14 @@ static const isa *cur_isa(void)
 
 int nn_gemm_mr(void) { return cur_isa()->mr; }
 const char *nn_gemm_isa(void) { return cur_isa()->name; }
+int nn_isa_avx512(void)
+{
+#ifdef NN_X86
+    return cur_isa() == &ISA_AVX512;
+#else
+    return 0;
+#endif
+}
 
 int nn_gemm_set_isa(const char *name)
 {

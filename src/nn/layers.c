@@ -168,6 +168,77 @@ static void maxpool_plane_generic(const float *ip, int h, int w, int k, int stri
 #define MAXPOOL_ROW_MAX 1024 /* padded input row */
 #define MAXPOOL_RING 8       /* row maxima kept: windows of up to 8 rows */
 
+#ifdef NN_X86
+/* max_step on 16 lanes: v where v > m or v is NaN, else m. */
+__attribute__((target("avx512f"))) static inline __m512 max_step16(__m512 m, __m512 v)
+{
+    __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_blend_ps(take, m, v);
+}
+
+/* Lanes i of row[start + i] where 0 <= start + i < w, -inf elsewhere; no
+ * address outside the row is touched (a negative start, the left padding,
+ * goes through an expanding load from row[0]). */
+__attribute__((target("avx512f"))) static inline __m512 load16_ninf(const float *row, int start,
+                                                                   int w)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    int lo = start < 0 ? -start : 0, hi = w - start < 16 ? w - start : 16;
+    if (lo == 0 && hi == 16) return _mm512_loadu_ps(row + start);
+    if (hi <= lo) return ninf;
+    __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    if (lo == 0) return _mm512_mask_loadu_ps(ninf, m, row + start);
+    return _mm512_mask_expandloadu_ps(ninf, m, row);
+}
+
+/* The maxima of 16 windows of k = 2 or 3 elements at stride 2 on one input
+ * row, the first window starting at padded position 2 * x0: the even and
+ * odd elements come from two loads by one permutation each. */
+__attribute__((target("avx512f"))) static inline __m512 row16_s2(const float *row, int w, int pad,
+                                                                int k, int x0)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    int s0 = 2 * x0 - pad;
+    __m512 lo = load16_ninf(row, s0, w), hi = load16_ninf(row, s0 + 16, w);
+    __m512 m = max_step16(_mm512_permutex2var_ps(lo, ev, hi), _mm512_permutex2var_ps(lo, od, hi));
+    if (k == 3) {
+        __m512 lo2 = load16_ninf(row, s0 + 2, w), hi2 = load16_ninf(row, s0 + 18, w);
+        m = max_step16(m, _mm512_permutex2var_ps(lo2, ev, hi2));
+    }
+    return m;
+}
+
+/* One plane of a stride-2 pooling with k = 2 or 3 (torchvision's three),
+ * 16 output columns at a time, in the separable order of nn_maxpool: each
+ * window row's maximum first, then the rows in order. */
+__attribute__((target("avx512f"))) static void maxpool_plane_s2_avx512(const float *ip, int h,
+                                                                      int w, int k, int pad,
+                                                                      float *op, int oh, int ow)
+{
+    for (int y = 0; y < oh; y++) {
+        int h0 = 2 * y - pad, h1 = h0 + k;
+        if (h0 < 0) h0 = 0;
+        if (h1 > h) h1 = h;
+        float *o = op + (size_t)y * ow;
+        /* Row by row, so that each input row is read as one stream; the
+         * first row's maxima are stored as they are (max_step(-inf, v) is
+         * v, bit for bit). */
+        for (int i = h0; i < h1; i++) {
+            const float *row = ip + (size_t)i * w;
+            for (int x0 = 0; x0 < ow; x0 += 16) {
+                __mmask16 keep = ow - x0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ow - x0)) - 1u);
+                __m512 r = row16_s2(row, w, pad, k, x0);
+                if (i > h0) r = max_step16(_mm512_maskz_loadu_ps(keep, o + x0), r);
+                _mm512_mask_storeu_ps(o + x0, keep, r);
+            }
+        }
+        if (h0 >= h1)
+            for (int x = 0; x < ow; x++) o[x] = -INFINITY;
+    }
+}
+#endif
+
 /* Maxima over each window's segment of one input row, copied first into a
  * row padded with -inf: a padding value never wins a window (a -inf from
  * the padding and a real -inf are the same value), so every window is read
@@ -179,7 +250,6 @@ static void row_maxima(const float *row, int w, int k, int stride, int pad, int 
     for (int t = 0; t < pad; t++) buf[t] = -INFINITY;
     memcpy(buf + pad, row, (size_t)w * sizeof(float));
     for (int t = pad + w; t < wp; t++) buf[t] = -INFINITY;
-    /* The torchvision shapes get loops that vectorise. */
     if (k == 3 && stride == 2) {
         for (int x = 0; x < ow; x++)
             rowmax[x] = max_step(max_step(buf[2 * x], buf[2 * x + 1]), buf[2 * x + 2]);
@@ -198,9 +268,16 @@ static void row_maxima(const float *row, int w, int k, int stride, int pad, int 
 void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,
                 int oh, int ow)
 {
+    const int vec = nn_isa_avx512(); /* same bits either way */
     for (int pl = 0; pl < planes; pl++) {
         const float *ip = in + (size_t)pl * h * w;
         float *op = out + (size_t)pl * oh * ow;
+#ifdef NN_X86
+        if (vec && stride == 2 && (k == 2 || k == 3) && pad <= 1) {
+            maxpool_plane_s2_avx512(ip, h, w, k, pad, op, oh, ow);
+            continue;
+        }
+#endif
         if ((long)w + 2L * pad > MAXPOOL_ROW_MAX || k > MAXPOOL_RING) {
             maxpool_plane_generic(ip, h, w, k, stride, pad, op, oh, ow);
             continue;

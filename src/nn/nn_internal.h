@@ -10,6 +10,13 @@
 #include <math.h>
 #include <stddef.h>
 
+/* x86: the vector kernels are compiled with target attributes and picked at
+ * run time, so a portable build still has them. */
+#if defined(__x86_64__) || defined(__i386__)
+#define NN_X86 1
+#include <immintrin.h>
+#endif
+
 /* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
 static inline float nn_relu1(float v) { return v > 0.0f || isnan(v) ? v : 0.0f; }
 
@@ -39,6 +46,9 @@ const char *nn_gemm_isa(void);
 /* Tests only: forces "avx512", "avx2" or "scalar" (0 if this CPU lacks it).
  * Data packed by nn_gemm_pack_a before the switch must not be used after it. */
 int nn_gemm_set_isa(const char *name);
+/* 1 when the chosen ISA is AVX-512: the other layers' vector paths follow the
+ * GEMM's choice, so that tests reach every path by nn_gemm_set_isa. */
+int nn_isa_avx512(void);
 
 /* malloc for float arrays (free() releases it); large ones are huge-page
  * aligned. NULL on overflow or when memory is short. */
