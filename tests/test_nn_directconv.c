@@ -38,6 +38,11 @@ static void direct_cases(void)
         {3, 23, 23, 13, 11, 4, 2}, /* AlexNet conv1: 11x11, stride 4 */
         {2, 10, 13, 7, 3, 3, 0},  /* stride 3, sides not multiples of it */
         {6, 33, 30, 16, 3, 2, 1}, /* stride 2, several column chunks */
+        /* channels on lanes (nn_gemm_direct_t_run) at batch 1 with AVX-512: */
+        {16, 7, 7, 128, 3, 1, 1},   /* 7x7: two 64-channel blocks, split by blocks */
+        {32, 14, 14, 192, 3, 1, 1}, /* three blocks: split by positions; k 288 */
+        {24, 13, 13, 128, 3, 1, 1}, /* AlexNet's 13x13 */
+        {16, 14, 14, 128, 3, 2, 1}, /* stride 2 to 7x7 */
     };
     static const int batches[] = {1, 2, 5};
     for (int threads = 1; threads <= 2; threads++) {
@@ -58,7 +63,17 @@ static void direct_cases(void)
             assert_true(ap && off);
             nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
             size_t need = nn_gemm_scratch_size(kdim), dneed = nn_gemm_direct_scratch_size(cout);
-            float **sc = tu_scratch_new(nt, need > dneed ? need : dneed);
+            if (dneed > need) need = dneed;
+            float *tp = NULL;
+            if (nn_directconv_t_applies(&g, 1, cout)) {
+                /* these cases are there for that path: it must run */
+                assert_true(nn_directconv_t_pays(&g, 1, cout) == nn_gemm_t_available());
+                tp = malloc(nn_gemm_packed_t_size(cout, kdim) * sizeof *tp);
+                assert_non_null(tp);
+                nn_gemm_pack_t(cout, kdim, wt, (size_t)kdim, tp);
+                if (nn_directconv_t_scratch_size() > need) need = nn_directconv_t_scratch_size();
+            }
+            float **sc = tu_scratch_new(nt, need);
             for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
                 int batch = batches[bi];
                 assert_true(nn_directconv_applies(&g, batch));
@@ -74,7 +89,7 @@ static void direct_cases(void)
                     tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
                     memset(o2, 0xff, nout * sizeof *o2); /* every element must be written */
                     memset(tmp, 0x7f, ntmp * sizeof *tmp); /* the path zeroes what it reads */
-                    nn_directconv_run(pool, ap, cout, &g, in, batch, o2, &ep, sc, tmp, off);
+                    nn_directconv_run(pool, ap, tp, cout, &g, in, batch, o2, &ep, sc, tmp, off);
                     if (memcmp(o1, o2, nout * sizeof *o1) != 0)
                         fail_msg("case %zu batch %d epilogue %d threads %d isa %s: direct path "
                                  "differs",
@@ -88,6 +103,7 @@ static void direct_cases(void)
             }
             tu_gemm_scratch_free(sc, nt);
             free(ap);
+            free(tp);
             free(off);
             free(wt);
             free(bias);

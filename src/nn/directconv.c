@@ -80,6 +80,29 @@ int nn_directconv_pays(const nn_conv_geom *g, int batch)
     return ovh <= 1.25 || (batch == 1 && g->ow < NN_NR && ovh <= 1.35);
 }
 
+/* The channels-on-lanes variant (nn_gemm_direct_t_run) computes only the
+ * kept positions, with the weights packed for it (t-pack): it needs
+ * AVX-512, whole 64-channel blocks, the positions within NN_T_MAX_COLS
+ * computed columns, and at least 20 of them (covered by 5- and
+ * 6-position tiles). */
+int nn_directconv_t_applies(const nn_conv_geom *g, int batch, int cout)
+{
+    padded d;
+    long npos = (long)batch * g->oh * g->ow;
+    return padded_geom(g, batch, &d) && cout >= 128 && cout % 64 == 0 &&
+           d.ncomp <= NN_T_MAX_COLS && npos >= 20;
+}
+
+/* Where it is the faster one: measured same-run against the direct path
+ * (see docs/performance.md): planes up to 14x14 at batch 1. */
+int nn_directconv_t_pays(const nn_conv_geom *g, int batch, int cout)
+{
+    return nn_gemm_t_available() && nn_directconv_t_applies(g, batch, cout) &&
+           nn_directconv_pays(g, batch);
+}
+
+size_t nn_directconv_t_scratch_size(void) { return nn_gemm_direct_t_scratch_size(NN_T_MAX_COLS); }
+
 size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch)
 {
     padded d;
@@ -171,9 +194,9 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
     }
 }
 
-void nn_directconv_run(nn_pool *pool, const float *apack, int cout, const nn_conv_geom *g,
-                       const float *in, int batch, float *out, const nn_epilogue *ep,
-                       float *const *scratch, float *tmp, int *off)
+void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, int cout,
+                       const nn_conv_geom *g, const float *in, int batch, float *out,
+                       const nn_epilogue *ep, float *const *scratch, float *tmp, int *off)
 {
     padded d;
     if (!padded_geom(g, batch, &d)) return; /* callers check nn_directconv_applies */
@@ -190,6 +213,16 @@ void nn_directconv_run(nn_pool *pool, const float *apack, int cout, const nn_con
             }
     emit_ctx ec = {.out = out, .ep = ep, .ldo = (size_t)batch * g->oh * g->ow, .oh = g->oh,
                    .ow = g->ow, .wq = d.wq, .plane = d.plane};
+    if (tpack && nn_directconv_t_pays(g, batch, cout)) {
+        int cols[NN_T_MAX_COLS], nc = 0;
+        for (int n = 0; n < batch; n++)
+            for (int y = 0; y < g->oh; y++)
+                for (int x = 0; x < g->ow; x++) cols[nc++] = (int)(n * d.plane + (long)y * d.wq + x);
+        nn_gemm_direct_t gt = {.m = cout, .k = p, .ncols = nc, .cols = cols, .wt = tpack,
+                               .b = tmp, .off = off, .emit = emit, .emit_ctx = &ec};
+        nn_gemm_direct_t_run(pool, &gt, scratch);
+        return;
+    }
     nn_gemm_direct gd = {.m = cout, .k = p, .n = d.ncomp, .apack = apack, .b = tmp, .off = off,
                          .emit = emit, .emit_ctx = &ec};
     nn_gemm_direct_run(pool, &gd, scratch);

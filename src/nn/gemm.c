@@ -732,6 +732,169 @@ void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *sc
     nn_pool_run(pool, direct_task, &rc);
 }
 
+/* ------------------------------------------------- direct B, channels on lanes */
+
+/* nn_gemm_direct_t_run: the same product with C's rows (output channels) on
+ * the vector lanes, 64 at a time, and the columns (output positions) taken
+ * one by one from a list, so that only kept positions are computed. A tile
+ * is T_P positions x 64 rows: per k, four loads of the packed weights and
+ * one broadcast per position feed 4 * T_P fused multiply-adds. Each element
+ * is still the chain over p = 0..K-1 from 0 (an FMA's two factors commute),
+ * so the result is the other paths' to the bit. AVX-512 only. */
+#define T_OC 64
+#define T_KC 128 /* k-block: 32 KB of packed weights, kept in L1 */
+#define T_PMAX 6
+
+size_t nn_gemm_packed_t_size(int m, int k) { return ((size_t)m + T_OC - 1) / T_OC * T_OC * (size_t)k; }
+
+void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst)
+{
+    for (int i0 = 0; i0 < m; i0 += T_OC) {
+        float *blk = dst + (size_t)i0 * k;
+        for (int i = 0; i < T_OC; i++) {
+            const float *row = i0 + i < m ? a + (size_t)(i0 + i) * lda : NULL;
+            for (int p = 0; p < k; p++) blk[(size_t)p * T_OC + i] = row ? row[p] : 0.0f;
+        }
+    }
+}
+
+int nn_gemm_t_available(void) { return nn_isa_avx512(); }
+
+#ifdef NN_X86
+#define TK_DEF(P)                                                                                  \
+    __attribute__((target("avx512f"))) static void tkernel##P(int kc, const float *w,           \
+                                                              const float *const *bp,             \
+                                                              const int *off, float *c, int acc)  \
+    {                                                                                              \
+        __m512 r[P][4];                                                                            \
+        const float *b[P];                                                                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                        \
+        {                                                                                          \
+            b[j] = bp[j];                                                                          \
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) r[j][q] =                          \
+                acc ? _mm512_loadu_ps(c + j * T_OC + 16 * q) : _mm512_setzero_ps();                \
+        }                                                                                          \
+        for (int p = 0; p < kc; p++) {                                                             \
+            __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);                          \
+            __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);                     \
+            const int o = off[p];                                                                  \
+            w += T_OC;                                                                             \
+            _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                    \
+            {                                                                                      \
+                __m512 bv = _mm512_set1_ps(b[j][o]);                                               \
+                r[j][0] = _mm512_fmadd_ps(bv, w0, r[j][0]);                                        \
+                r[j][1] = _mm512_fmadd_ps(bv, w1, r[j][1]);                                        \
+                r[j][2] = _mm512_fmadd_ps(bv, w2, r[j][2]);                                        \
+                r[j][3] = _mm512_fmadd_ps(bv, w3, r[j][3]);                                        \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                        \
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)                                    \
+                _mm512_storeu_ps(c + j * T_OC + 16 * q, r[j][q]);                                 \
+    }
+TK_DEF(1)
+TK_DEF(2)
+TK_DEF(3)
+TK_DEF(4)
+TK_DEF(5)
+TK_DEF(6)
+typedef void (*tkernel_fn)(int kc, const float *w, const float *const *bp, const int *off,
+                           float *c, int acc);
+static const tkernel_fn g_tkernel[T_PMAX + 1] = {NULL,       tkernel1, tkernel2, tkernel3,
+                                                 tkernel4, tkernel5, tkernel6};
+#endif
+
+/* Tiles of 6 and 5 positions covering cnt exactly when cnt can be written
+ * so (every cnt >= 20), else of 6 and one smaller: the 5- and 6-position
+ * kernels run at the same rate, the smaller ones do not. Returns the size
+ * of tile t of the cover (t counted from 0) via sizes[]; returns the count. */
+static int t_tiles(int cnt, unsigned char *sizes, int cap)
+{
+    int fives = (6 - cnt % 6) % 6;
+    int n = 0;
+    if (5 * fives > cnt) fives = 0;
+    int left = cnt - 5 * fives;
+    while (left > 0 && n < cap) {
+        int t = left >= T_PMAX ? T_PMAX : left;
+        sizes[n++] = (unsigned char)t;
+        left -= t;
+    }
+    for (int i = 0; i < fives && n < cap; i++) sizes[n++] = 5;
+    return n;
+}
+
+typedef struct direct_t_ctx {
+    const nn_gemm_direct_t *g;
+    float *const *scratch;
+    int split_m, nob;
+} direct_t_ctx;
+
+static void direct_t_task(void *vctx, int tid, int nt)
+{
+#ifdef NN_X86
+    const direct_t_ctx *rc = vctx;
+    const nn_gemm_direct_t *g = rc->g;
+    int ob0 = 0, ob1 = rc->nob, j0 = 0, j1 = g->ncols;
+    if (rc->split_m) {
+        ob0 = (int)((long)rc->nob * tid / nt);
+        ob1 = (int)((long)rc->nob * (tid + 1) / nt);
+    } else {
+        j0 = (int)((long)g->ncols * tid / nt);
+        j1 = (int)((long)g->ncols * (tid + 1) / nt);
+    }
+    if (ob0 >= ob1 || j0 >= j1) return;
+    const int cnt = j1 - j0;
+    /* scratch: the accumulators (cnt, 64), then the (64, columns) tile that
+     * goes to emit. */
+    const long c0 = g->cols[j0], c1 = (long)g->cols[j1 - 1] + 1;
+    const size_t ldt = (size_t)(c1 - c0);
+    float *accb = rc->scratch[tid], *tile = accb + (size_t)cnt * T_OC;
+    unsigned char sizes[NN_T_MAX_COLS / 5 + 2];
+    int ntiles = t_tiles(cnt, sizes, (int)sizeof sizes);
+    const float *bp[T_PMAX];
+    for (int ob = ob0; ob < ob1; ob++) {
+        for (int k0 = 0; k0 < g->k; k0 += T_KC) {
+            int kc = g->k - k0 < T_KC ? g->k - k0 : T_KC;
+            const float *w = g->wt + ((size_t)ob * g->k + k0) * T_OC;
+            int j = j0;
+            for (int t = 0; t < ntiles; t++) {
+                int P = sizes[t];
+                for (int q = 0; q < P; q++) bp[q] = g->b + g->cols[j + q];
+                g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)(j - j0) * T_OC, k0 > 0);
+                j += P;
+            }
+        }
+        int r0 = ob * T_OC, r1 = r0 + T_OC < g->m ? r0 + T_OC : g->m;
+        for (int i = r0; i < r1; i++) {
+            float *trow = tile + (size_t)(i - r0) * ldt - c0;
+            const float *a = accb + (i - r0);
+            for (int j = j0; j < j1; j++) trow[g->cols[j]] = a[(size_t)(j - j0) * T_OC];
+        }
+        g->emit(g->emit_ctx, tile, ldt, r0, r1, c0, c1);
+    }
+#else
+    (void)vctx;
+    (void)tid;
+    (void)nt;
+#endif
+}
+
+size_t nn_gemm_direct_t_scratch_size(long ncomp) { return (size_t)(2 * T_OC) * (size_t)ncomp; }
+
+void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch)
+{
+    if (g->m <= 0 || g->ncols <= 0) return;
+    direct_t_ctx rc = {.g = g, .scratch = scratch, .nob = (g->m + T_OC - 1) / T_OC};
+    int nt = nn_pool_size(pool);
+    /* Threads share out the 64-row blocks when they divide evenly (each then
+     * streams only its share of the weights), else the positions. */
+    rc.split_m = rc.nob % nt == 0;
+    if (nt == 1)
+        direct_t_task(&rc, 0, 1);
+    else
+        nn_pool_run(pool, direct_t_task, &rc);
+}
+
 void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
                  float *c, size_t ldc)
 {

@@ -34,6 +34,7 @@ typedef struct conv_layer {
     int cin, cout, k, stride, pad, has_bias;
     char prefix[48];  /* torchvision module path, e.g. "layer2.0.downsample.0" */
     float *apack;     /* packed (cout, cin*k*k) */
+    float *tpack;     /* the same packed for nn_gemm_direct_t_run, or NULL */
     float *bias;      /* (cout) or NULL */
     int use_taps;     /* small plane with much padding: run through taps */
     nn_tapconv taps;
@@ -491,6 +492,13 @@ static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h,
     c->geom = g;
     size_t need = nn_gemm_scratch_size(kdim), dneed = nn_gemm_direct_scratch_size(c->cout);
     if (nn_directconv_applies(&g, 1) && dneed > need) need = dneed;
+    if (nn_directconv_t_pays(&g, 1, c->cout)) {
+        c->tpack = nn_alloc_floats(nn_gemm_packed_t_size(c->cout, kdim));
+        if (!c->tpack) return 0;
+        nn_gemm_pack_t(c->cout, kdim, wt, (size_t)kdim, c->tpack);
+        size_t tneed = nn_directconv_t_scratch_size();
+        if (tneed > need) need = tneed;
+    }
     if (need > m->scratch_floats) m->scratch_floats = need;
     if (kdim > m->max_kdim) m->max_kdim = kdim;
     return 1;
@@ -591,6 +599,7 @@ static int load_all(cwba_model *m, const cwba_weights *w)
 static void free_conv(conv_layer *c)
 {
     free(c->apack);
+    free(c->tpack);
     free(c->bias);
     nn_tapconv_free(&c->taps);
 }
@@ -840,7 +849,7 @@ static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int b
     }
     if (nn_directconv_pays(&g, batch) && nn_directconv_applies(&cv->geom, 1) &&
         nn_directconv_tmp_floats(&g, batch) <= m->dir_floats) {
-        nn_directconv_run(m->pool, cv->apack, cv->cout, &g, in, batch, out, ep, m->scratch,
+        nn_directconv_run(m->pool, cv->apack, cv->tpack, cv->cout, &g, in, batch, out, ep, m->scratch,
                           m->dirbuf, m->offbuf);
         return;
     }

@@ -134,6 +134,30 @@ size_t nn_gemm_direct_scratch_size(int m);
 /* scratch[t] holds nn_gemm_direct_scratch_size(m) floats for thread t. */
 void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *scratch);
 
+/* The same product with the output channels on the vector lanes (64 per
+ * block) and only the listed columns computed: C[i][cols[j]] for i < m,
+ * j < ncols (cols increasing, cols[ncols-1] < NN_T_MAX_COLS), the same
+ * chains to the bit. Pays where nn_gemm_direct_run computes many dropped
+ * columns (small planes). Only with AVX-512 (nn_gemm_t_available); wt is
+ * nn_gemm_pack_t's output. */
+#define NN_T_MAX_COLS 640
+typedef struct nn_gemm_direct_t {
+    int m, k;
+    int ncols;
+    const int *cols;  /* (ncols) */
+    const float *wt;  /* nn_gemm_pack_t output for (m, k) */
+    const float *b;
+    const int *off;   /* (k) */
+    nn_emit_fn emit;
+    const void *emit_ctx;
+} nn_gemm_direct_t;
+int nn_gemm_t_available(void);
+size_t nn_gemm_packed_t_size(int m, int k);
+void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst);
+/* Floats of per-thread scratch for columns spanning [0, ncomp). */
+size_t nn_gemm_direct_t_scratch_size(long ncomp);
+void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch);
+
 /* Scalar reference of the same arithmetic (tests): C(m,n) = A(m,k)*B(k,n). */
 void nn_gemm_ref(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
                  float *c, size_t ldc);
@@ -211,12 +235,20 @@ double nn_directconv_overhead(const nn_conv_geom *g, int batch);
 int nn_directconv_pays(const nn_conv_geom *g, int batch);
 /* Floats of `tmp` (the padded input) nn_directconv_run needs. */
 size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch);
+/* The channels-on-lanes variant (nn_gemm_direct_t_run): whether it can run
+ * this layer, whether it is the faster one here (needs AVX-512), and the
+ * per-thread scratch it needs (any geometry it applies to). */
+int nn_directconv_t_applies(const nn_conv_geom *g, int batch, int cout);
+int nn_directconv_t_pays(const nn_conv_geom *g, int batch, int cout);
+size_t nn_directconv_t_scratch_size(void);
 /* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue (res in
- * the output's layout); apack the packed (cout, cin*k*k) weights, scratch as
- * for nn_gemm_direct_run, off holds cin*k*k ints. */
-void nn_directconv_run(nn_pool *pool, const float *apack, int cout, const nn_conv_geom *g,
-                       const float *in, int batch, float *out, const nn_epilogue *ep,
-                       float *const *scratch, float *tmp, int *off);
+ * the output's layout); apack the packed (cout, cin*k*k) weights, tpack NULL
+ * or the same packed by nn_gemm_pack_t (then the channels-on-lanes variant
+ * runs where nn_directconv_t_pays), scratch as for nn_gemm_direct_run (and
+ * nn_directconv_t_scratch_size with tpack), off holds cin*k*k ints. */
+void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, int cout,
+                       const nn_conv_geom *g, const float *in, int batch, float *out,
+                       const nn_epilogue *ep, float *const *scratch, float *tmp, int *off);
 
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */
