@@ -82,26 +82,45 @@ int nn_directconv_pays(const nn_conv_geom *g, int batch)
 
 /* The channels-on-lanes variant (nn_gemm_direct_t_run) computes only the
  * kept positions, with the weights packed for it (t-pack): it needs
- * AVX-512, whole 64-channel blocks, the positions within NN_T_MAX_COLS
- * computed columns, and at least 20 of them (covered by 5- and
- * 6-position tiles). */
+ * AVX-512, whole 64-channel blocks and at least 20 positions (covered by
+ * 5- and 6-position tiles). */
 int nn_directconv_t_applies(const nn_conv_geom *g, int batch, int cout)
 {
     padded d;
     long npos = (long)batch * g->oh * g->ow;
-    return padded_geom(g, batch, &d) && cout >= 128 && cout % 64 == 0 &&
-           d.ncomp <= NN_T_MAX_COLS && npos >= 20;
+    return padded_geom(g, batch, &d) && cout >= 64 && cout % 64 == 0 && npos >= 20;
 }
 
-/* Where it is the faster one: measured same-run against the direct path
- * (see docs/performance.md): planes up to 14x14 at batch 1. */
+/* Where it is the faster one (per-layer timings of the three networks at
+ * 224 px batch 1, alternating both variants, 2 threads; docs/performance.md):
+ * 1.05-1.2x on planes up to 56x56 with K >= 1024 (ResNet18 layers 2-4,
+ * VGG16 blocks 3-5, AlexNet's 27x27 and 13x13 layers) and on 7x7 and 14x14
+ * planes 1.2-1.5x; level or slower with K < 1024 (ResNet's 56x56 and its
+ * stride-2 entry to 28x28: 0.9x; conv1, K = 147: 0.75x) and on 112x112. */
 int nn_directconv_t_pays(const nn_conv_geom *g, int batch, int cout)
 {
     return nn_gemm_t_available() && nn_directconv_t_applies(g, batch, cout) &&
-           nn_directconv_pays(g, batch);
+           nn_directconv_pays(g, batch) && (long)batch * g->oh * g->ow <= 56 * 56 &&
+           (long)g->cin * g->k * g->k >= 1024;
 }
 
-size_t nn_directconv_t_scratch_size(void) { return nn_gemm_direct_t_scratch_size(NN_T_MAX_COLS); }
+static void t_geom(const nn_conv_geom *g, int batch, const padded *d, nn_gemm_direct_t *t)
+{
+    t->npos = (long)batch * g->oh * g->ow;
+    t->oh = g->oh;
+    t->ow = g->ow;
+    t->wq = d->wq;
+    t->plane = d->plane;
+}
+
+size_t nn_directconv_t_scratch_size(const nn_conv_geom *g)
+{
+    padded d;
+    if (!padded_geom(g, 1, &d)) return 0;
+    nn_gemm_direct_t t = {0};
+    t_geom(g, 1, &d, &t);
+    return nn_gemm_direct_t_scratch_size(&t);
+}
 
 size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch)
 {
@@ -214,12 +233,9 @@ void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, in
     emit_ctx ec = {.out = out, .ep = ep, .ldo = (size_t)batch * g->oh * g->ow, .oh = g->oh,
                    .ow = g->ow, .wq = d.wq, .plane = d.plane};
     if (tpack && nn_directconv_t_pays(g, batch, cout)) {
-        int cols[NN_T_MAX_COLS], nc = 0;
-        for (int n = 0; n < batch; n++)
-            for (int y = 0; y < g->oh; y++)
-                for (int x = 0; x < g->ow; x++) cols[nc++] = (int)(n * d.plane + (long)y * d.wq + x);
-        nn_gemm_direct_t gt = {.m = cout, .k = p, .ncols = nc, .cols = cols, .wt = tpack,
-                               .b = tmp, .off = off, .emit = emit, .emit_ctx = &ec};
+        nn_gemm_direct_t gt = {.m = cout, .k = p, .wt = tpack, .b = tmp, .off = off,
+                               .emit = emit, .emit_ctx = &ec};
+        t_geom(g, batch, &d, &gt);
         nn_gemm_direct_t_run(pool, &gt, scratch);
         return;
     }

@@ -806,21 +806,24 @@ static const tkernel_fn g_tkernel[T_PMAX + 1] = {NULL,       tkernel1, tkernel2,
 
 /* Tiles of 6 and 5 positions covering cnt exactly when cnt can be written
  * so (every cnt >= 20), else of 6 and one smaller: the 5- and 6-position
- * kernels run at the same rate, the smaller ones do not. Returns the size
- * of tile t of the cover (t counted from 0) via sizes[]; returns the count. */
-static int t_tiles(int cnt, unsigned char *sizes, int cap)
+ * kernels run at the same rate, the smaller ones do not. Writes the tile
+ * sizes to sizes[] (cnt / 5 + 2 of them at most); returns their count. */
+static int t_tiles(int cnt, unsigned char *sizes)
 {
     int fives = (6 - cnt % 6) % 6;
     int n = 0;
     if (5 * fives > cnt) fives = 0;
-    int left = cnt - 5 * fives;
-    while (left > 0 && n < cap) {
-        int t = left >= T_PMAX ? T_PMAX : left;
-        sizes[n++] = (unsigned char)t;
-        left -= t;
-    }
-    for (int i = 0; i < fives && n < cap; i++) sizes[n++] = 5;
+    for (int left = cnt - 5 * fives; left > 0; left -= sizes[n++])
+        sizes[n] = (unsigned char)(left >= T_PMAX ? T_PMAX : left);
+    for (int i = 0; i < fives; i++) sizes[n++] = 5;
     return n;
+}
+
+/* Column of kept position j (image n, row y, column x of the output). */
+static long t_col(const nn_gemm_direct_t *g, long j)
+{
+    long ohw = (long)g->oh * g->ow, n = j / ohw, r = j % ohw;
+    return n * g->plane + (r / g->ow) * g->wq + r % g->ow;
 }
 
 typedef struct direct_t_ctx {
@@ -834,43 +837,46 @@ static void direct_t_task(void *vctx, int tid, int nt)
 #ifdef NN_X86
     const direct_t_ctx *rc = vctx;
     const nn_gemm_direct_t *g = rc->g;
-    int ob0 = 0, ob1 = rc->nob, j0 = 0, j1 = g->ncols;
+    long npos = g->npos, j0 = 0, j1 = npos;
+    int ob0 = 0, ob1 = rc->nob;
     if (rc->split_m) {
         ob0 = (int)((long)rc->nob * tid / nt);
         ob1 = (int)((long)rc->nob * (tid + 1) / nt);
     } else {
-        j0 = (int)((long)g->ncols * tid / nt);
-        j1 = (int)((long)g->ncols * (tid + 1) / nt);
+        j0 = npos * tid / nt;
+        j1 = npos * (tid + 1) / nt;
     }
     if (ob0 >= ob1 || j0 >= j1) return;
-    const int cnt = j1 - j0;
-    /* scratch: the accumulators (cnt, 64), then the (64, columns) tile that
-     * goes to emit. */
-    const long c0 = g->cols[j0], c1 = (long)g->cols[j1 - 1] + 1;
-    const size_t ldt = (size_t)(c1 - c0);
-    float *accb = rc->scratch[tid], *tile = accb + (size_t)cnt * T_OC;
-    unsigned char sizes[NN_T_MAX_COLS / 5 + 2];
-    int ntiles = t_tiles(cnt, sizes, (int)sizeof sizes);
+    /* scratch: the accumulators (chunk, 64), then the (64, columns) tile
+     * that goes to emit. */
+    float *accb = rc->scratch[tid], *tile = accb + (size_t)NN_T_CHUNK * T_OC;
+    unsigned char sizes[NN_T_CHUNK / 5 + 2];
+    long cols[NN_T_CHUNK];
     const float *bp[T_PMAX];
-    for (int ob = ob0; ob < ob1; ob++) {
-        for (int k0 = 0; k0 < g->k; k0 += T_KC) {
-            int kc = g->k - k0 < T_KC ? g->k - k0 : T_KC;
-            const float *w = g->wt + ((size_t)ob * g->k + k0) * T_OC;
-            int j = j0;
-            for (int t = 0; t < ntiles; t++) {
-                int P = sizes[t];
-                for (int q = 0; q < P; q++) bp[q] = g->b + g->cols[j + q];
-                g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)(j - j0) * T_OC, k0 > 0);
-                j += P;
+    for (long q0 = j0; q0 < j1; q0 += NN_T_CHUNK) {
+        int cnt = (int)(j1 - q0 < NN_T_CHUNK ? j1 - q0 : NN_T_CHUNK);
+        for (int j = 0; j < cnt; j++) cols[j] = t_col(g, q0 + j);
+        const long c0 = cols[0], c1 = cols[cnt - 1] + 1;
+        const size_t ldt = (size_t)(c1 - c0);
+        int ntiles = t_tiles(cnt, sizes);
+        for (int ob = ob0; ob < ob1; ob++) {
+            for (int k0 = 0; k0 < g->k; k0 += T_KC) {
+                int kc = g->k - k0 < T_KC ? g->k - k0 : T_KC;
+                const float *w = g->wt + ((size_t)ob * g->k + k0) * T_OC;
+                for (int t = 0, j = 0; t < ntiles; j += sizes[t++]) {
+                    int P = sizes[t];
+                    for (int q = 0; q < P; q++) bp[q] = g->b + cols[j + q];
+                    g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)j * T_OC, k0 > 0);
+                }
             }
+            int r0 = ob * T_OC, r1 = r0 + T_OC < g->m ? r0 + T_OC : g->m;
+            for (int i = r0; i < r1; i++) {
+                float *trow = tile + (size_t)(i - r0) * ldt - c0;
+                const float *a = accb + (i - r0);
+                for (int j = 0; j < cnt; j++) trow[cols[j]] = a[(size_t)j * T_OC];
+            }
+            g->emit(g->emit_ctx, tile, ldt, r0, r1, c0, c1);
         }
-        int r0 = ob * T_OC, r1 = r0 + T_OC < g->m ? r0 + T_OC : g->m;
-        for (int i = r0; i < r1; i++) {
-            float *trow = tile + (size_t)(i - r0) * ldt - c0;
-            const float *a = accb + (i - r0);
-            for (int j = j0; j < j1; j++) trow[g->cols[j]] = a[(size_t)(j - j0) * T_OC];
-        }
-        g->emit(g->emit_ctx, tile, ldt, r0, r1, c0, c1);
     }
 #else
     (void)vctx;
@@ -879,11 +885,20 @@ static void direct_t_task(void *vctx, int tid, int nt)
 #endif
 }
 
-size_t nn_gemm_direct_t_scratch_size(long ncomp) { return (size_t)(2 * T_OC) * (size_t)ncomp; }
+size_t nn_gemm_direct_t_scratch_size(const nn_gemm_direct_t *g)
+{
+    /* The tile spans a chunk's columns: NN_T_CHUNK kept positions and the
+     * dropped columns between them, wq - ow per row and plane - oh * wq per
+     * image; a chunk touches at most chunk / ow + 2 rows and chunk / (oh *
+     * ow) + 2 images. */
+    long ow = g->ow > 0 ? g->ow : 1, ohw = (long)(g->oh > 0 ? g->oh : 1) * ow;
+    long span = (NN_T_CHUNK / ow + 2) * g->wq + (NN_T_CHUNK / ohw + 2) * g->plane;
+    return (size_t)T_OC * (size_t)(NN_T_CHUNK + span);
+}
 
 void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch)
 {
-    if (g->m <= 0 || g->ncols <= 0) return;
+    if (g->m <= 0 || g->npos <= 0) return;
     direct_t_ctx rc = {.g = g, .scratch = scratch, .nob = (g->m + T_OC - 1) / T_OC};
     int nt = nn_pool_size(pool);
     /* Threads share out the 64-row blocks when they divide evenly (each then

@@ -496,7 +496,7 @@ static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h,
         c->tpack = nn_alloc_floats(nn_gemm_packed_t_size(c->cout, kdim));
         if (!c->tpack) return 0;
         nn_gemm_pack_t(c->cout, kdim, wt, (size_t)kdim, c->tpack);
-        size_t tneed = nn_directconv_t_scratch_size();
+        size_t tneed = nn_directconv_t_scratch_size(&g);
         if (tneed > need) need = tneed;
     }
     if (need > m->scratch_floats) m->scratch_floats = need;

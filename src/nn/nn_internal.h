@@ -135,16 +135,19 @@ size_t nn_gemm_direct_scratch_size(int m);
 void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *scratch);
 
 /* The same product with the output channels on the vector lanes (64 per
- * block) and only the listed columns computed: C[i][cols[j]] for i < m,
- * j < ncols (cols increasing, cols[ncols-1] < NN_T_MAX_COLS), the same
- * chains to the bit. Pays where nn_gemm_direct_run computes many dropped
- * columns (small planes). Only with AVX-512 (nn_gemm_t_available); wt is
- * nn_gemm_pack_t's output. */
-#define NN_T_MAX_COLS 640
+ * block) and only the kept columns computed: C[i][col(j)] for i < m and
+ * kept positions j < npos, col(j) = n * plane + y * wq + x for position
+ * (n, y, x) of the (npos / (oh * ow), oh, ow) output. Each element is the
+ * same chain as nn_gemm_direct_run's, to the bit. Pays where that path
+ * computes many dropped columns (small planes). Only with AVX-512
+ * (nn_gemm_t_available); wt is nn_gemm_pack_t's output. Positions are
+ * taken NN_T_CHUNK at a time. */
+#define NN_T_CHUNK 240
 typedef struct nn_gemm_direct_t {
     int m, k;
-    int ncols;
-    const int *cols;  /* (ncols) */
+    long npos;
+    int oh, ow, wq;
+    long plane;
     const float *wt;  /* nn_gemm_pack_t output for (m, k) */
     const float *b;
     const int *off;   /* (k) */
@@ -154,8 +157,8 @@ typedef struct nn_gemm_direct_t {
 int nn_gemm_t_available(void);
 size_t nn_gemm_packed_t_size(int m, int k);
 void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst);
-/* Floats of per-thread scratch for columns spanning [0, ncomp). */
-size_t nn_gemm_direct_t_scratch_size(long ncomp);
+/* Floats of per-thread scratch for g's geometry (oh, ow, wq, plane; any npos). */
+size_t nn_gemm_direct_t_scratch_size(const nn_gemm_direct_t *g);
 void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch);
 
 /* Scalar reference of the same arithmetic (tests): C(m,n) = A(m,k)*B(k,n). */
@@ -237,10 +240,10 @@ int nn_directconv_pays(const nn_conv_geom *g, int batch);
 size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch);
 /* The channels-on-lanes variant (nn_gemm_direct_t_run): whether it can run
  * this layer, whether it is the faster one here (needs AVX-512), and the
- * per-thread scratch it needs (any geometry it applies to). */
+ * per-thread scratch it needs for this geometry (any batch). */
 int nn_directconv_t_applies(const nn_conv_geom *g, int batch, int cout);
 int nn_directconv_t_pays(const nn_conv_geom *g, int batch, int cout);
-size_t nn_directconv_t_scratch_size(void);
+size_t nn_directconv_t_scratch_size(const nn_conv_geom *g);
 /* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue (res in
  * the output's layout); apack the packed (cout, cin*k*k) weights, tpack NULL
  * or the same packed by nn_gemm_pack_t (then the channels-on-lanes variant
