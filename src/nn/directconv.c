@@ -128,6 +128,38 @@ size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch)
     return padded_geom(g, batch, &d) ? (size_t)d.need : 0;
 }
 
+#ifdef NN_X86
+/* row[t] = in[rj + s * t - p] for t < wq, +0 where that leaves [0, w), 16
+ * at a time: for s = 2 the even lanes of two loads (one permutation), else
+ * a masked gather (lanes outside the row are not read). */
+__attribute__((target("avx512f"))) static void phase_row_avx512(const float *in, int w, int rj,
+                                                               int s, int p, float *row, int wq)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 zero = _mm512_setzero_ps();
+    if (s == 2) {
+        const __m512i ev = _mm512_add_epi32(lane, lane);
+        for (int t = 0; t < wq; t += 16) {
+            __mmask16 keep = wq - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (wq - t)) - 1u);
+            int start = rj - p + 2 * t;
+            __m512 lo = nn_load16_fill(in, start, w, zero), hi = nn_load16_fill(in, start + 16, w, zero);
+            _mm512_mask_storeu_ps(row + t, keep, _mm512_permutex2var_ps(lo, ev, hi));
+        }
+        return;
+    }
+    const __m512i step = _mm512_set1_epi32(16 * s), wv = _mm512_set1_epi32(w);
+    __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(s)),
+                                   _mm512_set1_epi32(rj - p));
+    for (int t = 0; t < wq; t += 16) {
+        __mmask16 keep = wq - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (wq - t)) - 1u);
+        __mmask16 inside = _mm512_cmplt_epu32_mask(idx, wv) & keep; /* a negative index is large */
+        __m512 v = _mm512_mask_i32gather_ps(zero, inside, idx, in, 4);
+        _mm512_mask_storeu_ps(row + t, keep, v);
+        idx = _mm512_add_epi32(idx, step);
+    }
+}
+#endif
+
 typedef struct pad_ctx {
     const float *in;
     float *buf;
@@ -141,6 +173,7 @@ static void pad_task(void *vctx, int tid, int nt)
     const pad_ctx *x = vctx;
     const int planes = x->cin * x->batch, s = x->d.s, ps = x->d.ps, hq = x->d.hq, wq = x->d.wq;
     const int p = x->pad;
+    const int vec = nn_isa_avx512();
     int q0 = (int)((long)planes * tid / nt), q1 = (int)((long)planes * (tid + 1) / nt);
     for (int q = q0; q < q1; q++) {
         const float *src = x->in + (size_t)q * x->h * x->w;
@@ -163,6 +196,12 @@ static void pad_task(void *vctx, int tid, int nt)
                         for (int t = p + x->w; t < wq; t++) row[t] = 0.0f;
                         continue;
                     }
+#ifdef NN_X86
+                    if (vec) {
+                        phase_row_avx512(in, x->w, rj, s, p, row, wq);
+                        continue;
+                    }
+#endif
                     for (int t = 0; t < wq; t++) {
                         int ix = rj + s * t - p;
                         row[t] = (unsigned)ix < (unsigned)x->w ? in[ix] : 0.0f;

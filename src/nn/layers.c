@@ -176,19 +176,10 @@ __attribute__((target("avx512f"))) static inline __m512 max_step16(__m512 m, __m
     return _mm512_mask_blend_ps(take, m, v);
 }
 
-/* Lanes i of row[start + i] where 0 <= start + i < w, -inf elsewhere; no
- * address outside the row is touched (a negative start, the left padding,
- * goes through an expanding load from row[0]). */
 __attribute__((target("avx512f"))) static inline __m512 load16_ninf(const float *row, int start,
                                                                    int w)
 {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    int lo = start < 0 ? -start : 0, hi = w - start < 16 ? w - start : 16;
-    if (lo == 0 && hi == 16) return _mm512_loadu_ps(row + start);
-    if (hi <= lo) return ninf;
-    __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-    if (lo == 0) return _mm512_mask_loadu_ps(ninf, m, row + start);
-    return _mm512_mask_expandloadu_ps(ninf, m, row);
+    return nn_load16_fill(row, start, w, _mm512_set1_ps(-INFINITY));
 }
 
 /* The maxima of 16 windows of k = 2 or 3 elements at stride 2 on one input

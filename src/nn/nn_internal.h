@@ -15,6 +15,20 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define NN_X86 1
 #include <immintrin.h>
+
+/* Lanes i of row[start + i] where 0 <= start + i < w, fill elsewhere; no
+ * address outside the row is touched (a negative start, a left padding,
+ * goes through an expanding load from row[0]). */
+__attribute__((target("avx512f"))) static inline __m512 nn_load16_fill(const float *row, int start,
+                                                                      int w, __m512 fill)
+{
+    int lo = start < 0 ? -start : 0, hi = w - start < 16 ? w - start : 16;
+    if (lo == 0 && hi == 16) return _mm512_loadu_ps(row + start);
+    if (hi <= lo) return fill;
+    __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    if (lo == 0) return _mm512_mask_loadu_ps(fill, m, row + start);
+    return _mm512_mask_expandloadu_ps(fill, m, row);
+}
 #endif
 
 /* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
