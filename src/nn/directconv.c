@@ -88,7 +88,7 @@ int nn_directconv_t_applies(const nn_conv_geom *g, int batch, int cout)
 {
     padded d;
     long npos = (long)batch * g->oh * g->ow;
-    return padded_geom(g, batch, &d) && cout >= 64 && cout % 64 == 0 && npos >= 20;
+    return padded_geom(g, batch, &d) && cout > 0 && cout % 64 == 0 && npos >= 20;
 }
 
 /* Where it is the faster one (per-layer timings of the three networks at
@@ -99,7 +99,7 @@ int nn_directconv_t_applies(const nn_conv_geom *g, int batch, int cout)
  * stride-2 entry to 28x28: 0.9x; conv1, K = 147: 0.75x) and on 112x112. */
 int nn_directconv_t_pays(const nn_conv_geom *g, int batch, int cout)
 {
-    return nn_gemm_t_available() && nn_directconv_t_applies(g, batch, cout) &&
+    return nn_isa_avx512() && nn_directconv_t_applies(g, batch, cout) &&
            nn_directconv_pays(g, batch) && (long)batch * g->oh * g->ow <= 56 * 56 &&
            (long)g->cin * g->k * g->k >= 1024;
 }

@@ -758,8 +758,6 @@ void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst)
     }
 }
 
-int nn_gemm_t_available(void) { return nn_isa_avx512(); }
-
 #ifdef NN_X86
 #define TK_DEF(P)                                                                                  \
     __attribute__((target("avx512f"))) static void tkernel##P(int kc, const float *w,           \

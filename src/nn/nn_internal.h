@@ -154,7 +154,7 @@ void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *sc
  * (n, y, x) of the (npos / (oh * ow), oh, ow) output. Each element is the
  * same chain as nn_gemm_direct_run's, to the bit. Pays where that path
  * computes many dropped columns (small planes). Only with AVX-512
- * (nn_gemm_t_available); wt is nn_gemm_pack_t's output. Positions are
+ * (nn_isa_avx512); wt is nn_gemm_pack_t's output. Positions are
  * taken NN_T_CHUNK at a time. */
 #define NN_T_CHUNK 240
 typedef struct nn_gemm_direct_t {
@@ -168,7 +168,6 @@ typedef struct nn_gemm_direct_t {
     nn_emit_fn emit;
     const void *emit_ctx;
 } nn_gemm_direct_t;
-int nn_gemm_t_available(void);
 size_t nn_gemm_packed_t_size(int m, int k);
 void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst);
 /* Floats of per-thread scratch for g's geometry (oh, ow, wq, plane; any npos). */

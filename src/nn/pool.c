@@ -1,9 +1,9 @@
 /* A small persistent thread pool: the back-end passes of the allocation
  * algorithm are short (a few milliseconds, a dozen parallel steps), so
  * starting threads per layer, or even sleeping between steps, would cost a
- * noticeable share. Workers spin (about a millisecond) on the job counter before blocking
- * on a condition variable. One pool per model (a model is not shared between
- * threads). */
+ * noticeable share. Workers spin (about a millisecond, SPIN_POLLS) on the
+ * job counter before blocking on a condition variable. One pool per model
+ * (a model is not shared between threads). */
 #include "nn/nn_internal.h"
 
 #include <pthread.h>
