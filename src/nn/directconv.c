@@ -104,22 +104,21 @@ int nn_directconv_t_pays(const nn_conv_geom *g, int batch, int cout)
            (long)g->cin * g->k * g->k >= 1024;
 }
 
-static void t_geom(const nn_conv_geom *g, int batch, const padded *d, nn_gemm_direct_t *t)
+/* Columns of the output tile a chunk of kept positions spans: NN_T_CHUNK
+ * positions and the dropped columns between them, wq - ow per row and
+ * plane - oh * wq per image; a chunk touches at most chunk / ow + 2 rows
+ * and chunk / (oh * ow) + 2 images. */
+static long t_span(const nn_conv_geom *g, const padded *d)
 {
-    t->npos = (long)batch * g->oh * g->ow;
-    t->oh = g->oh;
-    t->ow = g->ow;
-    t->wq = d->wq;
-    t->plane = d->plane;
+    long ohw = (long)g->oh * g->ow;
+    return NN_T_CHUNK + (NN_T_CHUNK / g->ow + 2) * d->wq + (NN_T_CHUNK / ohw + 2) * d->plane;
 }
 
 size_t nn_directconv_t_scratch_size(const nn_conv_geom *g)
 {
     padded d;
     if (!padded_geom(g, 1, &d)) return 0;
-    nn_gemm_direct_t t = {0};
-    t_geom(g, 1, &d, &t);
-    return nn_gemm_direct_t_scratch_size(&t);
+    return nn_gemm_direct_t_scratch_size((size_t)NN_T_OC * (size_t)t_span(g, &d));
 }
 
 size_t nn_directconv_tmp_floats(const nn_conv_geom *g, int batch)
@@ -252,6 +251,42 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
     }
 }
 
+/* The channels-on-lanes variant's positions and results: kept position j
+ * = (n, y, x) is column n * plane + y * wq + x of the direct path's output;
+ * a chunk's results are transposed into a (64, columns) tile in the
+ * thread's spare scratch and go through emit. */
+typedef struct t_ctx {
+    const emit_ctx *ec;
+    long ohw;
+} t_ctx;
+
+static long t_col(const t_ctx *t, long j)
+{
+    long n = j / t->ohw, r = j % t->ohw;
+    return n * t->ec->plane + (r / t->ec->ow) * t->ec->wq + r % t->ec->ow;
+}
+
+static void t_pos(const void *vctx, long j0, int cnt, long *boff)
+{
+    for (int j = 0; j < cnt; j++) boff[j] = t_col(vctx, j0 + j);
+}
+
+static void t_store(const void *vctx, const float *acc, long j0, int cnt, int r0, int r1,
+                    float *tile)
+{
+    const t_ctx *t = vctx;
+    long cols[NN_T_CHUNK] = {0};
+    t_pos(t, j0, cnt, cols);
+    const long c0 = cols[0], c1 = cols[cnt - 1] + 1;
+    const size_t ldt = (size_t)(c1 - c0);
+    for (int i = r0; i < r1; i++) {
+        float *trow = tile + (size_t)(i - r0) * ldt - c0;
+        const float *a = acc + (i - r0);
+        for (int j = 0; j < cnt; j++) trow[cols[j]] = a[(size_t)j * NN_T_OC];
+    }
+    emit(t->ec, tile, ldt, r0, r1, c0, c1);
+}
+
 void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, int cout,
                        const nn_conv_geom *g, const float *in, int batch, float *out,
                        const nn_epilogue *ep, float *const *scratch, float *tmp, int *off)
@@ -272,9 +307,9 @@ void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, in
     emit_ctx ec = {.out = out, .ep = ep, .ldo = (size_t)batch * g->oh * g->ow, .oh = g->oh,
                    .ow = g->ow, .wq = d.wq, .plane = d.plane};
     if (tpack && nn_directconv_t_pays(g, batch, cout)) {
-        nn_gemm_direct_t gt = {.m = cout, .k = p, .wt = tpack, .b = tmp, .off = off,
-                               .emit = emit, .emit_ctx = &ec};
-        t_geom(g, batch, &d, &gt);
+        t_ctx tc = {.ec = &ec, .ohw = (long)g->oh * g->ow};
+        nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)batch * tc.ohw, .wt = tpack,
+                               .b = tmp, .off = off, .pos = t_pos, .store = t_store, .ctx = &tc};
         nn_gemm_direct_t_run(pool, &gt, scratch);
         return;
     }

@@ -741,7 +741,7 @@ void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *sc
  * one broadcast per position feed 4 * T_P fused multiply-adds. Each element
  * is still the chain over p = 0..K-1 from 0 (an FMA's two factors commute),
  * so the result is the other paths' to the bit. AVX-512 only. */
-#define T_OC 64
+#define T_OC NN_T_OC
 #define T_KC 128 /* k-block: 32 KB of packed weights, kept in L1 */
 #define T_PMAX 6
 
@@ -817,13 +817,6 @@ static int t_tiles(int cnt, unsigned char *sizes)
     return n;
 }
 
-/* Column of kept position j (image n, row y, column x of the output). */
-static long t_col(const nn_gemm_direct_t *g, long j)
-{
-    long ohw = (long)g->oh * g->ow, n = j / ohw, r = j % ohw;
-    return n * g->plane + (r / g->ow) * g->wq + r % g->ow;
-}
-
 typedef struct direct_t_ctx {
     const nn_gemm_direct_t *g;
     float *const *scratch;
@@ -845,17 +838,14 @@ static void direct_t_task(void *vctx, int tid, int nt)
         j1 = npos * (tid + 1) / nt;
     }
     if (ob0 >= ob1 || j0 >= j1) return;
-    /* scratch: the accumulators (chunk, 64), then the (64, columns) tile
-     * that goes to emit. */
-    float *accb = rc->scratch[tid], *tile = accb + (size_t)NN_T_CHUNK * T_OC;
+    /* scratch: the accumulators (chunk, 64), then the caller's spare. */
+    float *accb = rc->scratch[tid], *spare = accb + (size_t)NN_T_CHUNK * T_OC;
     unsigned char sizes[NN_T_CHUNK / 5 + 2];
-    long cols[NN_T_CHUNK];
+    long boff[NN_T_CHUNK];
     const float *bp[T_PMAX];
     for (long q0 = j0; q0 < j1; q0 += NN_T_CHUNK) {
         int cnt = (int)(j1 - q0 < NN_T_CHUNK ? j1 - q0 : NN_T_CHUNK);
-        for (int j = 0; j < cnt; j++) cols[j] = t_col(g, q0 + j);
-        const long c0 = cols[0], c1 = cols[cnt - 1] + 1;
-        const size_t ldt = (size_t)(c1 - c0);
+        g->pos(g->ctx, q0, cnt, boff);
         int ntiles = t_tiles(cnt, sizes);
         for (int ob = ob0; ob < ob1; ob++) {
             for (int k0 = 0; k0 < g->k; k0 += T_KC) {
@@ -873,17 +863,12 @@ static void direct_t_task(void *vctx, int tid, int nt)
                     int P = sizes[t];
                     for (long l = pf_lines * t / ntiles; l < pf_lines * (t + 1) / ntiles; l++)
                         if (pf + 64 * l < pf_end) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
-                    for (int q = 0; q < P; q++) bp[q] = g->b + cols[j + q];
+                    for (int q = 0; q < P; q++) bp[q] = g->b + boff[j + q];
                     g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)j * T_OC, k0 > 0);
                 }
             }
             int r0 = ob * T_OC, r1 = r0 + T_OC < g->m ? r0 + T_OC : g->m;
-            for (int i = r0; i < r1; i++) {
-                float *trow = tile + (size_t)(i - r0) * ldt - c0;
-                const float *a = accb + (i - r0);
-                for (int j = 0; j < cnt; j++) trow[cols[j]] = a[(size_t)j * T_OC];
-            }
-            g->emit(g->emit_ctx, tile, ldt, r0, r1, c0, c1);
+            g->store(g->ctx, accb, q0, cnt, r0, r1, spare);
         }
     }
 #else
@@ -893,16 +878,7 @@ static void direct_t_task(void *vctx, int tid, int nt)
 #endif
 }
 
-size_t nn_gemm_direct_t_scratch_size(const nn_gemm_direct_t *g)
-{
-    /* The tile spans a chunk's columns: NN_T_CHUNK kept positions and the
-     * dropped columns between them, wq - ow per row and plane - oh * wq per
-     * image; a chunk touches at most chunk / ow + 2 rows and chunk / (oh *
-     * ow) + 2 images. */
-    long ow = g->ow > 0 ? g->ow : 1, ohw = (long)(g->oh > 0 ? g->oh : 1) * ow;
-    long span = (NN_T_CHUNK / ow + 2) * g->wq + (NN_T_CHUNK / ohw + 2) * g->plane;
-    return (size_t)T_OC * (size_t)(NN_T_CHUNK + span);
-}
+size_t nn_gemm_direct_t_scratch_size(size_t spare) { return (size_t)T_OC * NN_T_CHUNK + spare; }
 
 void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch)
 {

@@ -149,29 +149,34 @@ size_t nn_gemm_direct_scratch_size(int m);
 void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *scratch);
 
 /* The same product with the output channels on the vector lanes (64 per
- * block) and only the kept columns computed: C[i][col(j)] for i < m and
- * kept positions j < npos, col(j) = n * plane + y * wq + x for position
- * (n, y, x) of the (npos / (oh * ow), oh, ow) output. Each element is the
- * same chain as nn_gemm_direct_run's, to the bit. Pays where that path
- * computes many dropped columns (small planes). Only with AVX-512
- * (nn_isa_avx512); wt is nn_gemm_pack_t's output. Positions are
- * taken NN_T_CHUNK at a time. */
+ * block) and the columns taken as a list of positions, so that only kept
+ * output positions are computed: C[i][j] for i < m, j < npos, where
+ * position j reads tap p at b[boff[j] + off[p]] (pos fills boff). Each
+ * element is the same chain over p = 0..K-1 from 0 as nn_gemm_direct_run's,
+ * to the bit. Only with AVX-512 (nn_isa_avx512); wt is nn_gemm_pack_t's
+ * output. Positions are taken NN_T_CHUNK at a time and each block of
+ * results handed to store from the pool's threads: acc[(j - j0) * 64 + i -
+ * r0] holds C[i][j] for rows [r0, r1) and positions [j0, j0 + cnt), final;
+ * spare is the thread's own `spare` floats of scratch. */
 #define NN_T_CHUNK 240
+#define NN_T_OC 64
+typedef void (*nn_tpos_fn)(const void *ctx, long j0, int cnt, long *boff);
+typedef void (*nn_tstore_fn)(const void *ctx, const float *acc, long j0, int cnt, int r0, int r1,
+                             float *spare);
 typedef struct nn_gemm_direct_t {
     int m, k;
     long npos;
-    int oh, ow, wq;
-    long plane;
     const float *wt;  /* nn_gemm_pack_t output for (m, k) */
     const float *b;
     const int *off;   /* (k) */
-    nn_emit_fn emit;
-    const void *emit_ctx;
+    nn_tpos_fn pos;
+    nn_tstore_fn store;
+    const void *ctx;  /* of pos and store */
 } nn_gemm_direct_t;
 size_t nn_gemm_packed_t_size(int m, int k);
 void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst);
-/* Floats of per-thread scratch for g's geometry (oh, ow, wq, plane; any npos). */
-size_t nn_gemm_direct_t_scratch_size(const nn_gemm_direct_t *g);
+/* Floats of per-thread scratch when store needs `spare` floats of its own. */
+size_t nn_gemm_direct_t_scratch_size(size_t spare);
 void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch);
 
 /* Scalar reference of the same arithmetic (tests): C(m,n) = A(m,k)*B(k,n). */
