@@ -388,6 +388,64 @@ static void test_kernel_paths_agree(void **state)
     free(x);
 }
 
+/* With AVX-512 the models run in the channel-blocked layout (and switch to
+ * the (C, N, H, W) layout for the tap-skipping convolutions of 2x2 planes
+ * at batch 32); with AVX2 they run in (C, N, H, W) throughout. Both give the
+ * same bits: whole passes, and front + back passes whose back half starts
+ * with a lone batch norm or ReLU. */
+static void blocked_case(cwba_arch a, int size, int batch, const char *split)
+{
+    cwba_error err;
+    cwba_weights *w = NULL;
+    assert_int_equal(cwba_weights_synthetic(a, 10, 3, &w, &err), CWBA_OK);
+    const char *isas[2] = {nn_gemm_isa(), "avx2"};
+    float *y[2] = {NULL, NULL};
+    float *x = NULL;
+    for (int v = 0; v < 2; v++) {
+        assert_true(nn_gemm_set_isa(isas[v]));
+        cwba_model *m = NULL;
+        assert_int_equal(cwba_model_create(a, w, size, &m, &err), CWBA_OK);
+        if (!x) x = input(m, batch, "blocked-input");
+        y[v] = malloc((size_t)batch * 10 * sizeof(float));
+        assert_non_null(y[v]);
+        if (split) {
+            int si;
+            assert_int_equal(cwba_model_find_split(m, split, &si, &err), CWBA_OK);
+            float *f = malloc((size_t)batch * feat_size(m, si) * sizeof *f);
+            assert_non_null(f);
+            assert_int_equal(cwba_model_forward_front(m, si, x, batch, f, &err), CWBA_OK);
+            assert_int_equal(cwba_model_forward_back(m, si, f, batch, y[v], &err), CWBA_OK);
+            free(f);
+        } else {
+            assert_int_equal(cwba_model_forward(m, x, batch, y[v], &err), CWBA_OK);
+        }
+        cwba_model_free(m);
+    }
+    assert_true(nn_gemm_set_isa(isas[0]));
+    if (memcmp(y[0], y[1], (size_t)batch * 10 * sizeof(float)) != 0)
+        fail_msg("%s %d px batch %d split %s: blocked layout changes the logits", cwba_arch_name(a),
+                 size, batch, split ? split : "none");
+    free(x);
+    free(y[0]);
+    free(y[1]);
+    cwba_weights_free(w);
+}
+
+static void test_blocked_layout_agrees(void **state)
+{
+    (void)state;
+    const char *best = nn_gemm_isa();
+    if (!nn_isa_avx512() || !nn_gemm_set_isa("avx2")) skip(); /* nothing to compare */
+    assert_true(nn_gemm_set_isa(best));
+    cwba_set_threads(2);
+    blocked_case(CWBA_ARCH_RESNET18, 64, 32, NULL);
+    blocked_case(CWBA_ARCH_RESNET18, 64, 2, "conv1");
+    blocked_case(CWBA_ARCH_RESNET18, 64, 2, "layer2");
+    blocked_case(CWBA_ARCH_ALEXNET, 64, 2, "features.0");
+    blocked_case(CWBA_ARCH_VGG16, 32, 2, NULL);
+    cwba_set_threads(1);
+}
+
 /* ------------------------------------------------------------ validation */
 
 /* A copy of src without `skip`; NULL skip copies everything. */
@@ -513,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_thread_invariance),
         cmocka_unit_test(test_kernel_paths_agree),
+        cmocka_unit_test(test_blocked_layout_agrees),
         cmocka_unit_test(test_weight_validation),
         cmocka_unit_test(test_input_size_limits),
     };

@@ -254,16 +254,18 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
 /* The channels-on-lanes variant's positions and results: kept position j
  * = (n, y, x) is column n * plane + y * wq + x of the direct path's output;
  * a chunk's results are transposed into a (64, columns) tile in the
- * thread's spare scratch and go through emit. */
+ * thread's spare scratch and go through emit, or go to a blocked output. */
 typedef struct t_ctx {
     const emit_ctx *ec;
-    long ohw;
+    long ohw, plane;
+    int ow, wq;
+    nn_blk_store blk;
 } t_ctx;
 
 static long t_col(const t_ctx *t, long j)
 {
     long n = j / t->ohw, r = j % t->ohw;
-    return n * t->ec->plane + (r / t->ec->ow) * t->ec->wq + r % t->ec->ow;
+    return n * t->plane + (r / t->ow) * t->wq + r % t->ow;
 }
 
 static void t_pos(const void *vctx, long j0, int cnt, long *boff)
@@ -287,27 +289,42 @@ static void t_store(const void *vctx, const float *acc, long j0, int cnt, int r0
     emit(t->ec, tile, ldt, r0, r1, c0, c1);
 }
 
+static void t_store_blk(const void *vctx, const float *acc, long j0, int cnt, int r0, int r1,
+                        float *spare)
+{
+    (void)spare;
+    nn_blk_store_run(&((const t_ctx *)vctx)->blk, acc, j0, cnt, r0, r1);
+}
+
+/* The padded copy of the input and the tap offsets; returns K. */
+static int prepare(nn_pool *pool, const nn_conv_geom *g, const float *in, int batch,
+                   const padded *d, float *tmp, int *off)
+{
+    pad_ctx pc = {.in = in, .buf = tmp, .cin = g->cin, .batch = batch, .h = g->h, .w = g->w,
+                  .pad = g->pad, .d = *d};
+    nn_pool_run(pool, pad_task, &pc);
+    const int s = d->s, ps = d->ps;
+    int p = 0;
+    for (int c = 0; c < g->cin; c++)
+        for (int ki = 0; ki < g->k; ki++)
+            for (int kj = 0; kj < g->k; kj++) {
+                long ph = ((long)c * ps * ps + (ki % s) * ps + kj % s) * batch;
+                off[p++] = (int)(ph * d->plane + (long)(ki / s) * d->wq + kj / s);
+            }
+    return p;
+}
+
 void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, int cout,
                        const nn_conv_geom *g, const float *in, int batch, float *out,
                        const nn_epilogue *ep, float *const *scratch, float *tmp, int *off)
 {
     padded d;
     if (!padded_geom(g, batch, &d)) return; /* callers check nn_directconv_applies */
-    pad_ctx pc = {.in = in, .buf = tmp, .cin = g->cin, .batch = batch, .h = g->h, .w = g->w,
-                  .pad = g->pad, .d = d};
-    nn_pool_run(pool, pad_task, &pc);
-    const int s = d.s, ps = d.ps;
-    int p = 0;
-    for (int c = 0; c < g->cin; c++)
-        for (int ki = 0; ki < g->k; ki++)
-            for (int kj = 0; kj < g->k; kj++) {
-                long ph = ((long)c * ps * ps + (ki % s) * ps + kj % s) * batch;
-                off[p++] = (int)(ph * d.plane + (long)(ki / s) * d.wq + kj / s);
-            }
+    int p = prepare(pool, g, in, batch, &d, tmp, off);
     emit_ctx ec = {.out = out, .ep = ep, .ldo = (size_t)batch * g->oh * g->ow, .oh = g->oh,
                    .ow = g->ow, .wq = d.wq, .plane = d.plane};
     if (tpack && nn_directconv_t_pays(g, batch, cout)) {
-        t_ctx tc = {.ec = &ec, .ohw = (long)g->oh * g->ow};
+        t_ctx tc = {.ec = &ec, .ohw = (long)g->oh * g->ow, .plane = d.plane, .ow = g->ow, .wq = d.wq};
         nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)batch * tc.ohw, .wt = tpack,
                                .b = tmp, .off = off, .pos = t_pos, .store = t_store, .ctx = &tc};
         nn_gemm_direct_t_run(pool, &gt, scratch);
@@ -316,4 +333,25 @@ void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, in
     nn_gemm_direct gd = {.m = cout, .k = p, .n = d.ncomp, .apack = apack, .b = tmp, .off = off,
                          .emit = emit, .emit_ctx = &ec};
     nn_gemm_direct_run(pool, &gd, scratch);
+}
+
+int nn_directconv_blk_applies(const nn_conv_geom *g, int batch, int cout)
+{
+    padded d;
+    return nn_isa_avx512() && padded_geom(g, batch, &d) && cout > 0 && cout % NN_T_OC == 0;
+}
+
+void nn_directconv_run_blk(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
+                           const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
+                           const nn_blk *res, float *const *scratch, float *tmp, int *off)
+{
+    padded d;
+    if (!padded_geom(g, batch, &d)) return; /* callers check nn_directconv_blk_applies */
+    int p = prepare(pool, g, in, batch, &d, tmp, off);
+    nn_blk_clear_border(out);
+    t_ctx tc = {.ohw = (long)g->oh * g->ow, .plane = d.plane, .ow = g->ow, .wq = d.wq,
+                .blk = {.out = out, .res = res, .ep = ep, .oh = g->oh, .ow = g->ow}};
+    nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)batch * tc.ohw, .wt = tpack, .b = tmp,
+                           .off = off, .pos = t_pos, .store = t_store_blk, .ctx = &tc};
+    nn_gemm_direct_t_run(pool, &gt, scratch);
 }

@@ -58,6 +58,7 @@ typedef struct unit {
     conv_layer conv2, down;    /* U_BLOCK */
     bn_layer bn2, down_bn;
     int has_down;
+    int out_pb;                /* border of the output in the blocked layout */
 } unit;
 
 typedef struct linear_layer {
@@ -84,6 +85,8 @@ struct cwba_model {
     int nlin;
     int pool_folded; /* lin[0] reads the unpooled (C, h, w) feature (fold_pool) */
     size_t max_act;      /* floats per sample of the largest activation */
+    size_t max_blk;      /* the same in the blocked layout (with borders) */
+    int blk_ok;          /* every convolution can run on blocked activations */
     long max_cols;       /* largest GEMM width per sample (output plane) */
     size_t scratch_floats;
     size_t tap_floats;   /* per sample, of tapbuf */
@@ -448,6 +451,49 @@ static cwba_status compute_shapes(cwba_model *m, int s, cwba_error *err)
     return CWBA_OK;
 }
 
+/* The convolutions of a unit (cs holds 3); returns their count. */
+static int unit_convs(const unit *u, const conv_layer **cs)
+{
+    cs[0] = &u->conv;
+    cs[1] = &u->conv2;
+    cs[2] = &u->down;
+    return u->kind == U_CONV ? 1 : u->kind == U_BLOCK ? (u->has_down ? 3 : 2) : 0;
+}
+
+/* Border each unit's output needs in the blocked layout: the padding of the
+ * convolutions that read it (pooling clips its windows instead; batch norm
+ * and ReLU work in place and pass it on), and the blocked sizes. */
+static int input_pad(const cwba_model *m, int i)
+{
+    for (; i < m->nunits; i++) {
+        const unit *u = &m->units[i];
+        switch (u->kind) {
+        case U_CONV: return u->conv.pad;
+        case U_BLOCK: return u->has_down && u->down.pad > u->conv.pad ? u->down.pad : u->conv.pad;
+        case U_MAXPOOL: return 0;
+        case U_BN:
+        case U_RELU: break;
+        }
+    }
+    return 0;
+}
+
+static void compute_blocked(cwba_model *m)
+{
+    size_t mx = 0;
+    for (int i = 0; i < m->nunits; i++) {
+        unit *u = &m->units[i];
+        u->out_pb = input_pad(m, i + 1);
+        size_t f = nn_blk_floats(u->out_c, 1, u->out_h, u->out_w, u->out_pb);
+        if (f > mx) mx = f;
+        if (u->kind == U_BLOCK) { /* conv1's output, read by conv2 */
+            f = nn_blk_floats(u->out_c, 1, u->out_h, u->out_w, u->conv2.pad);
+            if (f > mx) mx = f;
+        }
+    }
+    m->max_blk = mx;
+}
+
 /* ------------------------------------------------------ creation / free */
 
 static float *copy_floats(const float *src, size_t n)
@@ -492,11 +538,15 @@ static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h,
     c->geom = g;
     size_t need = nn_gemm_scratch_size(kdim), dneed = nn_gemm_direct_scratch_size(c->cout);
     if (nn_directconv_applies(&g, 1) && dneed > need) need = dneed;
-    if (nn_directconv_t_pays(&g, 1, c->cout)) {
+    /* The channels-on-lanes packing: for the blocked layout (every layer)
+     * and for the direct path where that variant pays. */
+    if (nn_isa_avx512() && c->cout % NN_T_OC == 0) {
         c->tpack = nn_alloc_floats(nn_gemm_packed_t_size(c->cout, kdim));
         if (!c->tpack) return 0;
         nn_gemm_pack_t(c->cout, kdim, wt, (size_t)kdim, c->tpack);
-        size_t tneed = nn_directconv_t_scratch_size(&g);
+        size_t tneed = nn_gemm_direct_t_scratch_size(0);
+        if (nn_directconv_t_pays(&g, 1, c->cout) && nn_directconv_t_scratch_size(&g) > tneed)
+            tneed = nn_directconv_t_scratch_size(&g);
         if (tneed > need) need = tneed;
     }
     if (need > m->scratch_floats) m->scratch_floats = need;
@@ -698,6 +748,7 @@ cwba_status cwba_model_create(cwba_arch arch, const cwba_weights *w, int input_s
     st = check_weights(w, specs, cwba_arch_name(arch), err);
     free(specs);
     if (!st) st = compute_shapes(m, input_size, err);
+    if (!st) compute_blocked(m);
     if (st) {
         cwba_model_free(m);
         return st;
@@ -706,6 +757,13 @@ cwba_status cwba_model_create(cwba_arch arch, const cwba_weights *w, int input_s
     if (!load_all(m, w)) {
         cwba_model_free(m);
         return cwba_fail(err, CWBA_E_NOMEM, "out of memory loading %s weights", cwba_arch_name(arch));
+    }
+    m->blk_ok = 1;
+    for (int i = 0; i < m->nunits; i++) {
+        const conv_layer *cs[3];
+        int nc = unit_convs(&m->units[i], cs);
+        for (int j = 0; j < nc; j++)
+            if (!cs[j]->tpack || (cs[j]->cin % NN_CB != 0 && i > 0)) m->blk_ok = 0;
     }
     *out = m;
     return CWBA_OK;
@@ -784,7 +842,8 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
     if (st) return st;
     if (batch <= m->ws_batch) return CWBA_OK;
     size_t n, nt;
-    if ((long)batch > INT_MAX / 4 / m->max_cols || !cwba_size_mul(m->max_act, (size_t)batch, &n) ||
+    size_t per = m->blk_ok && m->max_blk > m->max_act ? m->max_blk : m->max_act;
+    if ((long)batch > INT_MAX / 4 / m->max_cols || !cwba_size_mul(per, (size_t)batch, &n) ||
         n > SIZE_MAX / sizeof(float) || !cwba_size_mul(m->tap_floats, (size_t)batch, &nt) ||
         nt > SIZE_MAX / sizeof(float))
         return cwba_fail(err, CWBA_E_ARG, "batch of %d images is too large for %s at %d px", batch,
@@ -805,11 +864,10 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
      * this batch (conv_run checks it again). */
     m->dir_floats = 0;
     for (int i = 0; i < m->nunits; i++) {
-        const unit *u = &m->units[i];
-        const conv_layer *cs[3] = {&u->conv, &u->conv2, &u->down};
-        int nc = u->kind == U_CONV ? 1 : u->kind == U_BLOCK ? (u->has_down ? 3 : 2) : 0;
+        const conv_layer *cs[3];
+        int nc = unit_convs(&m->units[i], cs);
         for (int j = 0; j < nc; j++)
-            if (nn_directconv_pays(&cs[j]->geom, 1)) {
+            if (nn_directconv_pays(&cs[j]->geom, 1) || (i == 0 && m->blk_ok)) {
                 size_t t = nn_directconv_tmp_floats(&cs[j]->geom, batch);
                 if (t > m->dir_floats) m->dir_floats = t;
             }
@@ -832,6 +890,13 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
     return CWBA_OK;
 }
 
+/* Whether conv_run takes the tap-skipping path for this batch. */
+static int taps_run(const conv_layer *cv, int batch, int h, int w)
+{
+    return cv->use_taps && cv->taps.geom.h == h && cv->taps.geom.w == w &&
+           (long)batch * cv->taps.min_npos >= 2 * NN_NR;
+}
+
 /* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue. */
 static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int batch, int h, int w,
                      float *out, const nn_epilogue *ep)
@@ -842,8 +907,7 @@ static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int b
     /* Taps only pay once every group's GEMM spans two column panels: with
      * fewer columns the weights are streamed per group and dominate (the
      * restricted weights of all groups are larger than the full ones). */
-    if (cv->use_taps && cv->taps.geom.h == h && cv->taps.geom.w == w &&
-        (long)batch * cv->taps.min_npos >= 2 * NN_NR) {
+    if (taps_run(cv, batch, h, w)) {
         nn_tapconv_run(m->pool, &cv->taps, in, batch, out, ep, m->scratch, m->tapbuf);
         return;
     }
@@ -1008,6 +1072,185 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
     }
 }
 
+/* ------------------------------------------------------- blocked layout */
+
+/* Whether run_units_blk runs this batch: every convolution has its
+ * channels-on-lanes packing, the CPU has AVX-512 (the kernels follow the
+ * GEMM's ISA choice) and tap offsets fit in an int. */
+static int use_blk(const cwba_model *m, int batch)
+{
+    return m->blk_ok && nn_isa_avx512() && m->max_blk <= (size_t)INT_MAX / (size_t)batch;
+}
+
+/* Unit i's output (or, for a block, its conv1 output with border pb) as a
+ * blocked tensor in m->buf[b]. */
+static nn_blk unit_blk(const cwba_model *m, int i, int batch, int b, int pb)
+{
+    const unit *u = &m->units[i];
+    return (nn_blk){.d = m->buf[b], .c = u->out_c, .n = batch, .h = u->out_h, .w = u->out_w,
+                    .pb = pb};
+}
+
+static nn_conv_geom conv_geom_at(const conv_layer *cv, int h, int w)
+{
+    nn_conv_geom g = {.cin = cv->cin, .h = h, .w = w, .k = cv->k, .stride = cv->stride, .pad = cv->pad};
+    g.oh = nn_out_side(h, cv->k, cv->stride, cv->pad);
+    g.ow = nn_out_side(w, cv->k, cv->stride, cv->pad);
+    return g;
+}
+
+static void blk_conv(cwba_model *m, const conv_layer *cv, const nn_blk *in, const nn_blk *out,
+                     const nn_epilogue *ep, const nn_blk *res)
+{
+    nn_conv_geom g = conv_geom_at(cv, in->h, in->w);
+    nn_blk_conv(m->pool, cv->tpack, cv->cout, &g, in, out, ep, res, m->scratch, m->offbuf);
+}
+
+/* Small planes with much padding (4x4 and 2x2 at batch 64) are faster
+ * through the tap-skipping convolution, which computes only valid taps:
+ * such a unit runs in the (C, N, H, W) layout, its input and output changed
+ * on the way. */
+static int unit_wants_taps(const unit *u, int batch)
+{
+    const conv_layer *cs[3];
+    int nc = unit_convs(u, cs);
+    for (int j = 0; j < nc; j++) {
+        int h = j == 1 ? u->out_h : u->in_h, w = j == 1 ? u->out_w : u->in_w;
+        if (taps_run(cs[j], batch, h, w) && nn_tapconv_padded_fraction(&cs[j]->taps.geom) > 0.5) return 1;
+    }
+    return 0;
+}
+
+/* Runs units u0..u1 in the blocked layout. On entry m->buf[*cur] holds unit
+ * u0 - 1's output blocked with its out_pb, or for u0 = 0 the (3, batch, H,
+ * W) image; on return unit u1's output, blocked with its out_pb. */
+static void run_units_blk(cwba_model *m, int u0, int u1, int batch, int *cur)
+{
+    for (int i = u0; i <= u1; i++) {
+        const unit *u = &m->units[i];
+        nn_blk x = {.d = m->buf[*cur], .c = u->in_c, .n = batch, .h = u->in_h, .w = u->in_w,
+                    .pb = i > 0 ? m->units[i - 1].out_pb : 0};
+        switch (u->kind) {
+        case U_CONV: {
+            nn_epilogue ep = {.bias = u->conv.bias};
+            int last = i;
+            if (last + 1 <= u1 && m->units[last + 1].kind == U_BN) {
+                ep.alpha = m->units[last + 1].bn.alpha;
+                ep.beta = m->units[last + 1].bn.beta;
+                last++;
+            }
+            if (last + 1 <= u1 && m->units[last + 1].kind == U_RELU) {
+                ep.relu = 1;
+                last++;
+            }
+            int o = other_buf(*cur, -1, -1);
+            nn_blk y = unit_blk(m, i, batch, o, m->units[last].out_pb);
+            if (i > 0) {
+                blk_conv(m, &u->conv, &x, &y, &ep, NULL);
+            } else {
+                /* The image, (3, batch, H, W): through the padded copy. */
+                nn_conv_geom g = conv_geom_at(&u->conv, u->in_h, u->in_w);
+                if (nn_directconv_blk_applies(&g, batch, u->conv.cout) &&
+                    nn_directconv_tmp_floats(&g, batch) <= m->dir_floats) {
+                    nn_directconv_run_blk(m->pool, u->conv.tpack, u->conv.cout, &g, m->buf[*cur],
+                                          batch, &y, &ep, NULL, m->scratch, m->dirbuf, m->offbuf);
+                } else {
+                    int t = other_buf(*cur, o, -1);
+                    conv_run(m, &u->conv, m->buf[*cur], batch, u->in_h, u->in_w, m->buf[t], &ep);
+                    nn_blk_from_cnhw(m->pool, m->buf[t], &y);
+                }
+            }
+            *cur = o;
+            i = last;
+            break;
+        }
+        case U_BN:
+        case U_RELU: {
+            int relu = u->kind == U_RELU || (i + 1 <= u1 && m->units[i + 1].kind == U_RELU);
+            if (u->kind == U_BN)
+                nn_blk_bn(m->pool, &x, u->bn.alpha, u->bn.beta, relu);
+            else
+                nn_blk_bn(m->pool, &x, NULL, NULL, 1);
+            if (u->kind == U_BN && relu) i++;
+            break;
+        }
+        case U_MAXPOOL: {
+            int o = other_buf(*cur, -1, -1);
+            nn_blk y = unit_blk(m, i, batch, o, u->out_pb);
+            nn_blk_maxpool(m->pool, &x, &y, u->pk, u->ps, u->pp);
+            *cur = o;
+            break;
+        }
+        case U_BLOCK: {
+            /* out = relu(bn2(conv2(relu(bn1(conv1(x))))) + identity) */
+            int t1 = other_buf(*cur, -1, -1);
+            nn_blk y1 = unit_blk(m, i, batch, t1, u->conv2.pad);
+            nn_epilogue ep1 = {.alpha = u->bn.alpha, .beta = u->bn.beta, .relu = 1};
+            blk_conv(m, &u->conv, &x, &y1, &ep1, NULL);
+            nn_blk identity = x;
+            int id = *cur;
+            if (u->has_down) {
+                id = other_buf(*cur, t1, -1);
+                identity = unit_blk(m, i, batch, id, 0);
+                nn_epilogue epd = {.alpha = u->down_bn.alpha, .beta = u->down_bn.beta};
+                blk_conv(m, &u->down, &x, &identity, &epd, NULL);
+            }
+            int o = other_buf(*cur, t1, id);
+            nn_blk y = unit_blk(m, i, batch, o, u->out_pb);
+            nn_epilogue ep2 = {.alpha = u->bn2.alpha, .beta = u->bn2.beta, .relu = 1};
+            blk_conv(m, &u->conv2, &y1, &y, &ep2, &identity);
+            *cur = o;
+            break;
+        }
+        }
+    }
+}
+
+/* Unit u's output in m->buf[*cur], blocked <-> (C, batch, H, W), into
+ * another buffer (*cur updated). */
+static void change_layout(cwba_model *m, int u, int batch, int *cur, int to_blk)
+{
+    int o = other_buf(*cur, -1, -1);
+    nn_blk x = unit_blk(m, u, batch, to_blk ? o : *cur, m->units[u].out_pb);
+    if (to_blk)
+        nn_blk_from_cnhw(m->pool, m->buf[*cur], &x);
+    else
+        nn_blk_to_cnhw(m->pool, &x, m->buf[o]);
+    *cur = o;
+}
+
+/* Units u0..u1 from m->buf[*cur] in the (C, batch, H, W) layout (for u0 = 0
+ * the image) to unit u1's output in the same layout: in the blocked layout
+ * where use_blk allows it, except for the stretches of units that
+ * unit_wants_taps (batch norm and ReLU stay with the unit before them). */
+static void run_range(cwba_model *m, int u0, int u1, int batch, int *cur)
+{
+    if (!use_blk(m, batch)) {
+        run_units(m, u0, u1, batch, cur);
+        return;
+    }
+    int blk = 0;
+    for (int i = u0; i <= u1;) {
+        int taps = unit_wants_taps(&m->units[i], batch), j = i;
+        while (j + 1 <= u1) {
+            const unit *v = &m->units[j + 1];
+            if (v->kind != U_BN && v->kind != U_RELU && unit_wants_taps(v, batch) != taps) break;
+            j++;
+        }
+        if (taps) {
+            if (blk) change_layout(m, i - 1, batch, cur, 0);
+            run_units(m, i, j, batch, cur);
+            blk = 0;
+        } else {
+            if (!blk && i > 0) change_layout(m, i - 1, batch, cur, 1);
+            run_units_blk(m, i, j, batch, cur);
+            blk = 1;
+        }
+        i = j + 1;
+    }
+    if (blk) change_layout(m, u1, batch, cur, 0);
+}
+
 /* Average pool, flatten, linear layers: m->buf[cur] -> logits (batch, K). */
 static void run_head(cwba_model *m, int batch, int cur, float *logits)
 {
@@ -1092,7 +1335,7 @@ cwba_status cwba_model_forward(cwba_model *m, const float *in, int batch, float 
     if (st) return st;
     int cur = 0;
     to_cnhw(m, in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
-    run_units(m, 0, m->nunits - 1, batch, &cur);
+    run_range(m, 0, m->nunits - 1, batch, &cur);
     run_head(m, batch, cur, logits);
     return CWBA_OK;
 }
@@ -1106,7 +1349,7 @@ cwba_status cwba_model_forward_front(cwba_model *m, int split, const float *in, 
     if (st) return st;
     int cur = 0, u = m->splits[split].unit;
     to_cnhw(m, in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
-    run_units(m, 0, u, batch, &cur);
+    run_range(m, 0, u, batch, &cur);
     const unit *su = &m->units[u];
     to_nchw(m, m->buf[cur], batch, su->out_c, (size_t)su->out_h * su->out_w, feat);
     return CWBA_OK;
@@ -1122,7 +1365,7 @@ cwba_status cwba_model_forward_back(cwba_model *m, int split, const float *feat,
     int cur = 0, u = m->splits[split].unit;
     const unit *su = &m->units[u];
     to_cnhw(m, feat, batch, su->out_c, (size_t)su->out_h * su->out_w, m->buf[cur]);
-    run_units(m, u + 1, m->nunits - 1, batch, &cur);
+    run_range(m, u + 1, m->nunits - 1, batch, &cur);
     run_head(m, batch, cur, logits);
     return CWBA_OK;
 }

@@ -271,6 +271,61 @@ void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, in
                        const nn_conv_geom *g, const float *in, int batch, float *out,
                        const nn_epilogue *ep, float *const *scratch, float *tmp, int *off);
 
+/* ---------------------------------------------- channel-blocked activations */
+
+/* (C / 16, N, H + 2 pb, W + 2 pb, 16): the 16 channels of a position are
+ * one vector, and every plane has a border of pb zeros (blocked.c). */
+#define NN_CB 16
+typedef struct nn_blk {
+    float *d;
+    int c, n, h, w, pb; /* c a multiple of NN_CB */
+} nn_blk;
+static inline long nn_blk_wp(const nn_blk *t) { return t->w + 2L * t->pb; }
+/* Positions per padded plane. */
+static inline long nn_blk_plane(const nn_blk *t) { return (t->h + 2L * t->pb) * nn_blk_wp(t); }
+/* Offset of channel block cb's vector at (y, x) of image n; -pb <= y, x. */
+static inline long nn_blk_off(const nn_blk *t, int cb, int n, int y, int x)
+{
+    return ((((long)cb * t->n + n) * (t->h + 2L * t->pb) + y + t->pb) * nn_blk_wp(t) + x + t->pb) *
+           NN_CB;
+}
+size_t nn_blk_floats(int c, int n, int h, int w, int pb);
+void nn_blk_clear_border(const nn_blk *t);
+/* (C, N, H, W) <-> blocked (the border is written as zeros). */
+void nn_blk_from_cnhw(nn_pool *pool, const float *src, const nn_blk *dst);
+void nn_blk_to_cnhw(nn_pool *pool, const nn_blk *src, float *dst);
+/* x = fmaf(x, alpha[c], beta[c]) (alpha NULL: skipped), then ReLU if relu,
+ * on the interior. */
+void nn_blk_bn(nn_pool *pool, const nn_blk *t, const float *alpha, const float *beta, int relu);
+/* nn_maxpool's arithmetic on blocked tensors (AVX-512 only). */
+int nn_blk_maxpool_applies(void);
+void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, int stride, int pad);
+
+/* Results of the channels-on-lanes product to a blocked output: position j
+ * = (n, y, x) of the (oh, ow) output, the epilogue (res: the residual, a
+ * blocked tensor of the output's shape, or NULL; ep->res unused) on 16
+ * channels at a time. */
+typedef struct nn_blk_store {
+    const nn_blk *out, *res;
+    const nn_epilogue *ep;
+    int oh, ow;
+} nn_blk_store;
+void nn_blk_store_run(const nn_blk_store *s, const float *acc, long j0, int cnt, int r0, int r1);
+/* Convolution of a blocked input to a blocked output through the
+ * channels-on-lanes product (tpack from nn_gemm_pack_t), bit-identical to
+ * the other paths; scratch as nn_gemm_direct_t_scratch_size(0), off holds
+ * cin*k*k ints. */
+int nn_blk_conv_applies(const nn_conv_geom *g, int cout, const nn_blk *in);
+void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
+                 const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
+                 float *const *scratch, int *off);
+/* The same from a (C, N, H, W) input (through the direct path's padded copy,
+ * tmp as nn_directconv_tmp_floats), for the first layer. */
+int nn_directconv_blk_applies(const nn_conv_geom *g, int batch, int cout);
+void nn_directconv_run_blk(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
+                           const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
+                           const nn_blk *res, float *const *scratch, float *tmp, int *off);
+
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */
 void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,

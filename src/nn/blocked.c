@@ -1,0 +1,336 @@
+/* Channel-blocked activations (nn_blk, "NCHW16c"): 16 channels of one
+ * position are one 64-byte vector, planes carry a border of zeros, so that
+ * the channels-on-lanes convolution (nn_gemm_direct_t_run) reads its taps in
+ * place, without the padded copy, and writes its results, 16 channels per
+ * store, through a vectorised epilogue, without the transposed copy-out.
+ *
+ * Tap p = (c, ki, kj) of output position (n, y, x) sits at
+ * off[p] + boff(n, y, x) with off[p] = block(c) + (ki * wp + kj) * 16 + c mod 16
+ * and boff = offset of padded position (n, s*y - pad + pb, s*x - pad + pb):
+ * the same values in the same order p = 0..K-1 as every other path, so the
+ * results are theirs to the bit (a padding tap reads a border zero, +0, as
+ * the padded copy and im2col do). */
+#include "nn/nn_internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+size_t nn_blk_floats(int c, int n, int h, int w, int pb)
+{
+    return (size_t)(c / NN_CB) * (size_t)n * (size_t)(h + 2 * pb) * (size_t)(w + 2 * pb) * NN_CB;
+}
+
+void nn_blk_clear_border(const nn_blk *t)
+{
+    if (t->pb == 0) return;
+    const long wp = nn_blk_wp(t);
+    const size_t rowf = (size_t)wp * NN_CB, sidef = (size_t)t->pb * NN_CB;
+    for (int cb = 0; cb < t->c / NN_CB; cb++)
+        for (int n = 0; n < t->n; n++) {
+            float *top = t->d + nn_blk_off(t, cb, n, -t->pb, -t->pb);
+            memset(top, 0, (size_t)t->pb * rowf * sizeof(float));
+            memset(top + (size_t)(t->h + t->pb) * rowf, 0, (size_t)t->pb * rowf * sizeof(float));
+            for (int y = 0; y < t->h; y++) {
+                float *row = t->d + nn_blk_off(t, cb, n, y, -t->pb);
+                memset(row, 0, sidef * sizeof(float));
+                memset(row + (size_t)(t->pb + t->w) * NN_CB, 0, sidef * sizeof(float));
+            }
+        }
+}
+
+/* ------------------------------------------------- layout changes, rows */
+
+typedef enum row_op { R_FROM_CNHW, R_TO_CNHW, R_BN, R_MAXPOOL } row_op;
+
+typedef struct row_job {
+    row_op op;
+    const nn_blk *a; /* the blocked tensor (for R_MAXPOOL the output) */
+    const nn_blk *in;
+    float *cnhw;     /* (C, N, H, W) side of a layout change */
+    const float *alpha, *beta;
+    int relu;
+    int k, s, pad;
+} row_job;
+
+#ifdef NN_X86
+/* v where v > m or v is NaN, else m (nn_maxpool's max_step on 16 lanes). */
+__attribute__((target("avx512f"))) static void maxpool_row(const row_job *j, int cb, int n, int y)
+{
+    const nn_blk *o = j->a, *in = j->in;
+    int h0 = y * j->s - j->pad, h1 = h0 + j->k;
+    if (h0 < 0) h0 = 0;
+    if (h1 > in->h) h1 = in->h;
+    float *dst = o->d + nn_blk_off(o, cb, n, y, 0);
+    for (int x = 0; x < o->w; x++) {
+        int w0 = x * j->s - j->pad, w1 = w0 + j->k;
+        if (w0 < 0) w0 = 0;
+        if (w1 > in->w) w1 = in->w;
+        __m512 m = _mm512_set1_ps(-INFINITY);
+        for (int i = h0; i < h1; i++) {
+            const float *src = in->d + nn_blk_off(in, cb, n, i, 0);
+            for (int q = w0; q < w1; q++) {
+                __m512 v = _mm512_loadu_ps(src + (size_t)q * NN_CB);
+                __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |
+                                 _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                m = _mm512_mask_blend_ps(take, m, v);
+            }
+        }
+        _mm512_storeu_ps(dst + (size_t)x * NN_CB, m);
+    }
+}
+#endif
+
+#ifdef NN_X86
+/* r[i][l] -> r[l][i]: 16 x 16 floats. */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* r[4g + j] now holds elements j, j + 4, j + 8, j + 12 of rows 4g..4g+3,
+     * one per 128-bit lane. */
+    for (int j = 0; j < 4; j++) {
+        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        __m512 u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        __m512 u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+        t[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[j + 8] = _mm512_shuffle_f32x4(u0, u2, 0xdd);
+        t[j + 4] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[j + 12] = _mm512_shuffle_f32x4(u1, u3, 0xdd);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* One row of a layout change, 16 columns at a time: planes pl + l * ps
+ * (l < 16) <-> the blocked row. */
+__attribute__((target("avx512f"))) static void change_row_avx512(float *row, float *pl, size_t ps,
+                                                                int w, int to_blk)
+{
+    for (int x0 = 0; x0 < w; x0 += 16) {
+        int nx = w - x0 < 16 ? w - x0 : 16;
+        __mmask16 keep = (__mmask16)((1u << nx) - 1u);
+        __m512 r[16];
+        if (to_blk) {
+            for (int l = 0; l < 16; l++) r[l] = _mm512_maskz_loadu_ps(keep, pl + l * ps + x0);
+            transpose16(r);
+            for (int x = 0; x < nx; x++) _mm512_storeu_ps(row + (size_t)(x0 + x) * NN_CB, r[x]);
+        } else {
+            for (int x = 0; x < 16; x++)
+                r[x] = x < nx ? _mm512_loadu_ps(row + (size_t)(x0 + x) * NN_CB) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int l = 0; l < 16; l++) _mm512_mask_storeu_ps(pl + l * ps + x0, keep, r[l]);
+        }
+    }
+}
+#endif
+
+static void row_range(const row_job *j, long r0, long r1)
+{
+    const nn_blk *t = j->a;
+    for (long r = r0; r < r1; r++) {
+        int y = (int)(r % t->h);
+        int n = (int)(r / t->h % t->n);
+        int cb = (int)(r / t->h / t->n);
+        float *row = t->d + nn_blk_off(t, cb, n, y, 0);
+        switch (j->op) {
+        case R_FROM_CNHW:
+        case R_TO_CNHW:
+#ifdef NN_X86
+            if (nn_isa_avx512()) {
+                size_t ps = (size_t)t->n * t->h * t->w;
+                change_row_avx512(row, j->cnhw + (size_t)cb * NN_CB * ps + ((size_t)n * t->h + y) * t->w,
+                                  ps, t->w, j->op == R_FROM_CNHW);
+                break;
+            }
+#endif
+            for (int l = 0; l < NN_CB; l++) {
+                float *pl = j->cnhw + (((size_t)(cb * NN_CB + l) * t->n + n) * t->h + y) * t->w;
+                if (j->op == R_FROM_CNHW)
+                    for (int x = 0; x < t->w; x++) row[(size_t)x * NN_CB + l] = pl[x];
+                else
+                    for (int x = 0; x < t->w; x++) pl[x] = row[(size_t)x * NN_CB + l];
+            }
+            break;
+        case R_BN:
+            for (int x = 0; x < t->w; x++) {
+                float *v = row + (size_t)x * NN_CB;
+                for (int l = 0; l < NN_CB; l++) {
+                    float u = v[l];
+                    if (j->alpha) u = fmaf(u, j->alpha[cb * NN_CB + l], j->beta[cb * NN_CB + l]);
+                    if (j->relu) u = nn_relu1(u);
+                    v[l] = u;
+                }
+            }
+            break;
+        case R_MAXPOOL:
+#ifdef NN_X86
+            maxpool_row(j, cb, n, y);
+#endif
+            break;
+        }
+    }
+}
+
+static void row_task(void *ctx, int tid, int nt)
+{
+    const row_job *j = ctx;
+    long rows = (long)j->a->c / NN_CB * j->a->n * j->a->h;
+    long r0 = rows * tid / nt, r1 = rows * (tid + 1) / nt;
+    if (r0 < r1) row_range(j, r0, r1);
+}
+
+static void run_rows(nn_pool *pool, const row_job *j)
+{
+    size_t floats = (size_t)j->a->c * j->a->n * j->a->h * j->a->w;
+    if (nn_pool_size(pool) == 1 || floats < 65536)
+        row_task((void *)j, 0, 1);
+    else
+        nn_pool_run(pool, row_task, (void *)j);
+}
+
+void nn_blk_from_cnhw(nn_pool *pool, const float *src, const nn_blk *dst)
+{
+    nn_blk_clear_border(dst);
+    row_job j = {.op = R_FROM_CNHW, .a = dst, .cnhw = (float *)src};
+    run_rows(pool, &j);
+}
+
+void nn_blk_to_cnhw(nn_pool *pool, const nn_blk *src, float *dst)
+{
+    row_job j = {.op = R_TO_CNHW, .a = src, .cnhw = dst};
+    run_rows(pool, &j);
+}
+
+void nn_blk_bn(nn_pool *pool, const nn_blk *t, const float *alpha, const float *beta, int relu)
+{
+    row_job j = {.op = R_BN, .a = t, .alpha = alpha, .beta = beta, .relu = relu};
+    run_rows(pool, &j);
+}
+
+int nn_blk_maxpool_applies(void) { return nn_isa_avx512(); }
+
+void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, int stride, int pad)
+{
+    nn_blk_clear_border(out);
+    row_job j = {.op = R_MAXPOOL, .a = out, .in = in, .k = k, .s = stride, .pad = pad};
+    run_rows(pool, &j);
+}
+
+/* ------------------------------------------------------------ convolution */
+
+#ifdef NN_X86
+__attribute__((target("avx512f"))) static void store_avx512(const nn_blk_store *s, const float *acc,
+                                                           long j0, int cnt, int r0, int r1)
+{
+    const nn_epilogue *ep = s->ep;
+    const long ohw = (long)s->oh * s->ow;
+    int n = (int)(j0 / ohw), y = (int)(j0 % ohw / s->ow), x = (int)(j0 % s->ow);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int j = 0; j < cnt; j++) {
+        for (int r = r0; r < r1; r += NN_CB) {
+            const int cb = r / NN_CB;
+            __m512 v = _mm512_loadu_ps(acc + (size_t)j * NN_T_OC + (r - r0));
+            if (ep->bias) v = _mm512_add_ps(v, _mm512_loadu_ps(ep->bias + r));
+            if (ep->alpha)
+                v = _mm512_fmadd_ps(v, _mm512_loadu_ps(ep->alpha + r),
+                                    ep->beta ? _mm512_loadu_ps(ep->beta + r) : zero);
+            if (s->res) v = _mm512_add_ps(v, _mm512_loadu_ps(s->res->d + nn_blk_off(s->res, cb, n, y, x)));
+            if (ep->relu) {
+                __mmask16 keep = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ) |
+                                 _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                v = _mm512_maskz_mov_ps(keep, v);
+            }
+            _mm512_storeu_ps(s->out->d + nn_blk_off(s->out, cb, n, y, x), v);
+        }
+        if (++x == s->ow) {
+            x = 0;
+            if (++y == s->oh) {
+                y = 0;
+                n++;
+            }
+        }
+    }
+}
+#endif
+
+void nn_blk_store_run(const nn_blk_store *s, const float *acc, long j0, int cnt, int r0, int r1)
+{
+#ifdef NN_X86
+    store_avx512(s, acc, j0, cnt, r0, r1);
+#else
+    (void)s;
+    (void)acc;
+    (void)j0;
+    (void)cnt;
+    (void)r0;
+    (void)r1;
+#endif
+}
+
+int nn_blk_conv_applies(const nn_conv_geom *g, int cout, const nn_blk *in)
+{
+    return nn_isa_avx512() && cout > 0 && cout % NN_T_OC == 0 && g->cin == in->c &&
+           g->cin % NN_CB == 0 && g->h == in->h && g->w == in->w && g->pad <= in->pb &&
+           g->stride >= 1 && g->oh >= 1 && g->ow >= 1 &&
+           nn_blk_floats(in->c, in->n, in->h, in->w, in->pb) <= INT_MAX;
+}
+
+typedef struct blk_conv_ctx {
+    const nn_blk *in;
+    int s, pad;
+    nn_blk_store st;
+} blk_conv_ctx;
+
+static void blk_pos(const void *vctx, long j0, int cnt, long *boff)
+{
+    const blk_conv_ctx *c = vctx;
+    const long ohw = (long)c->st.oh * c->st.ow;
+    int n = (int)(j0 / ohw), y = (int)(j0 % ohw / c->st.ow), x = (int)(j0 % c->st.ow);
+    for (int j = 0; j < cnt; j++) {
+        boff[j] = nn_blk_off(c->in, 0, n, y * c->s - c->pad, x * c->s - c->pad);
+        if (++x == c->st.ow) {
+            x = 0;
+            if (++y == c->st.oh) {
+                y = 0;
+                n++;
+            }
+        }
+    }
+}
+
+static void blk_store(const void *vctx, const float *acc, long j0, int cnt, int r0, int r1,
+                      float *spare)
+{
+    (void)spare;
+    nn_blk_store_run(&((const blk_conv_ctx *)vctx)->st, acc, j0, cnt, r0, r1);
+}
+
+void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
+                 const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
+                 float *const *scratch, int *off)
+{
+    const long wp = nn_blk_wp(in), cstride = (long)in->n * nn_blk_plane(in) * NN_CB;
+    int p = 0;
+    for (int c = 0; c < g->cin; c++)
+        for (int ki = 0; ki < g->k; ki++)
+            for (int kj = 0; kj < g->k; kj++)
+                off[p++] = (int)((c / NN_CB) * cstride + ((long)ki * wp + kj) * NN_CB + c % NN_CB);
+    nn_blk_clear_border(out);
+    blk_conv_ctx cc = {.in = in, .s = g->stride, .pad = g->pad,
+                       .st = {.out = out, .res = res, .ep = ep, .oh = g->oh, .ow = g->ow}};
+    nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)in->n * g->oh * g->ow, .wt = tpack,
+                           .b = in->d, .off = off, .pos = blk_pos, .store = blk_store, .ctx = &cc};
+    nn_gemm_direct_t_run(pool, &gt, scratch);
+}

@@ -1,0 +1,311 @@
+/* The channel-blocked layout (src/nn/blocked.c): layout changes both ways
+ * with their zero borders, and every blocked layer against its (C, N, H, W)
+ * counterpart, bit for bit: the convolution (blocked input, and from the
+ * image through the padded copy) against the im2col GEMM path with every
+ * epilogue step, residuals with a border other than the output's, batches of
+ * 1 and 3, one and two threads; max pooling with +-0 ties and NaN; batch
+ * norm and ReLU. The convolution and max pooling need AVX-512 (the model
+ * uses the layout only there); the layout changes run on every ISA. */
+#include "testutil.h"
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *rnd(const char *name, size_t n, int zeros)
+{
+    return tu_random_floats(name, 23, n, zeros ? 7 : 0);
+}
+
+/* A blocked tensor over a fresh buffer filled with a NaN pattern (so that
+ * anything the code under test reads without writing shows). */
+static nn_blk blk_new(int c, int n, int h, int w, int pb)
+{
+    nn_blk t = {.c = c, .n = n, .h = h, .w = w, .pb = pb};
+    size_t f = nn_blk_floats(c, n, h, w, pb);
+    t.d = malloc((f ? f : 1) * sizeof(float));
+    assert_non_null(t.d);
+    memset(t.d, 0xff, f * sizeof(float));
+    return t;
+}
+
+/* Every border float of t is +0. */
+static void assert_border_zero(const nn_blk *t)
+{
+    for (int cb = 0; cb < t->c / NN_CB; cb++)
+        for (int n = 0; n < t->n; n++)
+            for (int y = -t->pb; y < t->h + t->pb; y++)
+                for (int x = -t->pb; x < t->w + t->pb; x++) {
+                    if (y >= 0 && y < t->h && x >= 0 && x < t->w) continue;
+                    const float *v = t->d + nn_blk_off(t, cb, n, y, x);
+                    for (int l = 0; l < NN_CB; l++)
+                        if (v[l] != 0.0f || signbit(v[l]))
+                            fail_msg("border (%d, %d) of block %d image %d is not +0", y, x, cb, n);
+                }
+}
+
+static void layout_cases(void)
+{
+    /* c, n, h, w, pb: widths below, at and across 16 (the vector path's
+     * tail), one pixel, borders 0-3 */
+    static const int cases[][5] = {{16, 1, 1, 1, 1}, {32, 2, 5, 7, 1},   {16, 3, 4, 16, 0},
+                                   {48, 1, 9, 33, 2}, {16, 2, 3, 17, 3}, {64, 1, 56, 56, 1}};
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_pool *pool = nn_pool_create(threads);
+        assert_non_null(pool);
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            int c = cases[i][0], n = cases[i][1], h = cases[i][2], w = cases[i][3], pb = cases[i][4];
+            size_t nf = (size_t)c * n * h * w;
+            float *x = rnd("layout", nf, 1), *back = malloc(nf * sizeof *back);
+            assert_non_null(back);
+            nn_blk t = blk_new(c, n, h, w, pb);
+            nn_blk_from_cnhw(pool, x, &t);
+            assert_border_zero(&t);
+            for (int ch = 0; ch < c; ch++)
+                for (int b = 0; b < n; b++)
+                    for (int y = 0; y < h; y++)
+                        for (int q = 0; q < w; q++) {
+                            float a = x[(((size_t)ch * n + b) * h + y) * w + q];
+                            float v = t.d[nn_blk_off(&t, ch / NN_CB, b, y, q) + ch % NN_CB];
+                            if (memcmp(&a, &v, sizeof a) != 0)
+                                fail_msg("case %zu: (%d, %d, %d, %d) misplaced", i, ch, b, y, q);
+                        }
+            memset(back, 0xff, nf * sizeof *back);
+            nn_blk_to_cnhw(pool, &t, back);
+            if (memcmp(x, back, nf * sizeof *x) != 0) fail_msg("case %zu: round trip differs", i);
+            free(x);
+            free(back);
+            free(t.d);
+        }
+        nn_pool_free(pool);
+    }
+}
+
+static void test_layout_changes(void **state)
+{
+    (void)state;
+    tu_for_each_isa(layout_cases);
+}
+
+static void test_conv(void **state)
+{
+    (void)state;
+    if (!nn_isa_avx512()) skip(); /* the blocked convolution is AVX-512 only */
+    /* cin, h, w, cout, k, stride, pad, input border, output border */
+    static const int cases[][9] = {
+        {16, 9, 7, 64, 3, 1, 1, 1, 1},    /* odd sides */
+        {32, 14, 14, 128, 3, 1, 1, 2, 0}, /* border wider than the padding; k = 288: 3 k-blocks */
+        {32, 14, 13, 64, 3, 2, 1, 1, 2},  /* stride 2 */
+        {64, 8, 8, 128, 1, 2, 0, 1, 0},   /* 1x1 stride-2 downsample reading a bordered input */
+        {16, 13, 13, 192, 5, 1, 2, 2, 1}, /* 5x5, three 64-channel blocks */
+        {48, 2, 2, 64, 3, 1, 1, 1, 1},    /* 2x2: mostly padding */
+        {16, 1, 1, 64, 3, 1, 1, 1, 0},    /* one pixel */
+        {16, 23, 22, 64, 3, 1, 1, 1, 1},  /* 506 positions: three chunks */
+    };
+    static const int batches[] = {1, 3};
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_pool *pool = nn_pool_create(threads);
+        assert_non_null(pool);
+        int nt = nn_pool_size(pool);
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const int *cs = cases[i];
+            int cin = cs[0], h = cs[1], w = cs[2], cout = cs[3], pbi = cs[7], pbo = cs[8];
+            nn_conv_geom g = tu_conv_geom(cin, h, w, cs[4], cs[5], cs[6]);
+            int kdim = cin * g.k * g.k;
+            float *wt = rnd("w", (size_t)cout * kdim, 1);
+            float *bias = rnd("bias", (size_t)cout, 0), *alpha = rnd("alpha", (size_t)cout, 0);
+            float *beta = rnd("beta", (size_t)cout, 1);
+            float *ap = malloc(nn_gemm_packed_a_size(cout, kdim) * sizeof(float));
+            float *tp = malloc(nn_gemm_packed_t_size(cout, kdim) * sizeof(float));
+            int *off = malloc((size_t)kdim * sizeof *off);
+            assert_true(ap && tp && off);
+            nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
+            nn_gemm_pack_t(cout, kdim, wt, (size_t)kdim, tp);
+            size_t need = nn_gemm_scratch_size(kdim);
+            if (nn_gemm_direct_t_scratch_size(0) > need) need = nn_gemm_direct_t_scratch_size(0);
+            float **sc = tu_scratch_new(nt, need);
+            for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
+                int batch = batches[bi];
+                size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * g.oh * g.ow;
+                float *in = rnd("in", nin, 1), *res = rnd("res", nout, 0);
+                float *o1 = malloc(nout * sizeof *o1), *o2 = malloc(nout * sizeof *o2);
+                assert_true(o1 && o2);
+                nn_blk bin = blk_new(cin, batch, h, w, pbi), bout = blk_new(cout, batch, g.oh, g.ow, pbo);
+                nn_blk bres = blk_new(cout, batch, g.oh, g.ow, pbo == 0 ? 1 : 0);
+                nn_blk_from_cnhw(pool, in, &bin);
+                nn_blk_from_cnhw(pool, res, &bres);
+                assert_true(nn_blk_conv_applies(&g, cout, &bin));
+                for (int e = 0; e < 4; e++) {
+                    nn_epilogue ep;
+                    tu_epilogue_case(&ep, e, bias, alpha, beta, res);
+                    tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
+                    nn_epilogue bep = ep;
+                    bep.res = NULL;
+                    memset(bout.d, 0xff, nn_blk_floats(cout, batch, g.oh, g.ow, pbo) * sizeof(float));
+                    nn_blk_conv(pool, tp, cout, &g, &bin, &bout, &bep, ep.res ? &bres : NULL, sc, off);
+                    assert_border_zero(&bout);
+                    nn_blk_to_cnhw(pool, &bout, o2);
+                    if (memcmp(o1, o2, nout * sizeof *o1) != 0)
+                        fail_msg("case %zu batch %d epilogue %d threads %d: blocked convolution "
+                                 "differs",
+                                 i, batch, e, nt);
+                }
+                free(in);
+                free(res);
+                free(o1);
+                free(o2);
+                free(bin.d);
+                free(bout.d);
+                free(bres.d);
+            }
+            tu_gemm_scratch_free(sc, nt);
+            free(ap);
+            free(tp);
+            free(off);
+            free(wt);
+            free(bias);
+            free(alpha);
+            free(beta);
+        }
+        nn_pool_free(pool);
+    }
+}
+
+/* The first layer: the (3, N, H, W) image through the padded copy into a
+ * blocked output. */
+static void test_conv_from_image(void **state)
+{
+    (void)state;
+    if (!nn_isa_avx512()) skip();
+    static const int cases[][7] = {
+        {3, 20, 18, 64, 3, 1, 1},  /* VGG16's first layer, K = 27 */
+        {3, 23, 23, 64, 11, 4, 2}, /* AlexNet conv1 */
+        {3, 16, 16, 64, 7, 2, 3},  /* ResNet conv1 */
+    };
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_pool *pool = nn_pool_create(threads);
+        assert_non_null(pool);
+        int nt = nn_pool_size(pool);
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const int *cs = cases[i];
+            int cin = cs[0], h = cs[1], w = cs[2], cout = cs[3], batch = 2;
+            nn_conv_geom g = tu_conv_geom(cin, h, w, cs[4], cs[5], cs[6]);
+            int kdim = cin * g.k * g.k;
+            float *wt = rnd("w1", (size_t)cout * kdim, 1), *bias = rnd("b1", (size_t)cout, 0);
+            float *ap = malloc(nn_gemm_packed_a_size(cout, kdim) * sizeof(float));
+            float *tp = malloc(nn_gemm_packed_t_size(cout, kdim) * sizeof(float));
+            int *off = malloc((size_t)kdim * sizeof *off);
+            assert_true(ap && tp && off);
+            nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
+            nn_gemm_pack_t(cout, kdim, wt, (size_t)kdim, tp);
+            size_t need = nn_gemm_scratch_size(kdim);
+            if (nn_gemm_direct_t_scratch_size(0) > need) need = nn_gemm_direct_t_scratch_size(0);
+            float **sc = tu_scratch_new(nt, need);
+            size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * g.oh * g.ow;
+            float *in = rnd("img", nin, 1), *o1 = malloc(nout * sizeof *o1), *o2 = malloc(nout * sizeof *o2);
+            float *tmp = malloc(nn_directconv_tmp_floats(&g, batch) * sizeof *tmp);
+            assert_true(o1 && o2 && tmp);
+            nn_blk bout = blk_new(cout, batch, g.oh, g.ow, 1);
+            nn_epilogue ep = {.bias = bias, .relu = 1};
+            tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
+            assert_true(nn_directconv_blk_applies(&g, batch, cout));
+            nn_directconv_run_blk(pool, tp, cout, &g, in, batch, &bout, &ep, NULL, sc, tmp, off);
+            assert_border_zero(&bout);
+            nn_blk_to_cnhw(pool, &bout, o2);
+            if (memcmp(o1, o2, nout * sizeof *o1) != 0)
+                fail_msg("case %zu threads %d: first layer into the blocked layout differs", i, nt);
+            tu_gemm_scratch_free(sc, nt);
+            free(in);
+            free(o1);
+            free(o2);
+            free(tmp);
+            free(bout.d);
+            free(ap);
+            free(tp);
+            free(off);
+            free(wt);
+            free(bias);
+        }
+        nn_pool_free(pool);
+    }
+}
+
+static void test_maxpool(void **state)
+{
+    (void)state;
+    if (!nn_isa_avx512()) skip();
+    /* c, n, h, w, k, stride, pad, input border, output border */
+    static const int cases[][9] = {{16, 2, 9, 9, 3, 2, 1, 1, 1},  {32, 1, 13, 13, 3, 2, 0, 0, 2},
+                                   {16, 3, 6, 11, 2, 2, 0, 1, 0}, {16, 1, 1, 1, 3, 2, 1, 0, 1},
+                                   {16, 1, 55, 55, 3, 2, 0, 2, 0}};
+    const float pool_vals[] = {-0.0f, 0.0f, -1.0f, 1.0f, NAN};
+    nn_pool *pool = nn_pool_create(2);
+    assert_non_null(pool);
+    unsigned st = 11u;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int *cs = cases[i];
+        int c = cs[0], n = cs[1], h = cs[2], w = cs[3], k = cs[4], s = cs[5], p = cs[6];
+        int oh = nn_out_side(h, k, s, p), ow = nn_out_side(w, k, s, p);
+        size_t nin = (size_t)c * n * h * w, nout = (size_t)c * n * oh * ow;
+        float *x = malloc(nin * sizeof *x), *a = malloc(nout * sizeof *a), *b = malloc(nout * sizeof *b);
+        assert_true(x && a && b);
+        for (size_t q = 0; q < nin; q++) { /* ties of +-0, and a NaN now and then */
+            st = st * 1103515245u + 12345u;
+            x[q] = pool_vals[(st >> 16) % (i % 2 ? 5 : 4)];
+        }
+        nn_maxpool(x, c * n, h, w, k, s, p, a, oh, ow);
+        nn_blk bin = blk_new(c, n, h, w, cs[7]), bout = blk_new(c, n, oh, ow, cs[8]);
+        nn_blk_from_cnhw(pool, x, &bin);
+        nn_blk_maxpool(pool, &bin, &bout, k, s, p);
+        assert_border_zero(&bout);
+        nn_blk_to_cnhw(pool, &bout, b);
+        if (memcmp(a, b, nout * sizeof *a) != 0) fail_msg("case %zu: blocked max pooling differs", i);
+        free(x);
+        free(a);
+        free(b);
+        free(bin.d);
+        free(bout.d);
+    }
+    nn_pool_free(pool);
+}
+
+static void test_bn_relu(void **state)
+{
+    (void)state;
+    const int c = 32, n = 2, h = 5, w = 19;
+    size_t nf = (size_t)c * n * h * w, plane = (size_t)n * h * w;
+    float *alpha = rnd("ba", (size_t)c, 0), *beta = rnd("bb", (size_t)c, 1);
+    nn_pool *pool = nn_pool_create(2);
+    assert_non_null(pool);
+    for (int mode = 0; mode < 3; mode++) { /* bn, bn + relu, relu */
+        float *x = rnd("bnx", nf, 1), *y = malloc(nf * sizeof *y);
+        assert_non_null(y);
+        nn_blk t = blk_new(c, n, h, w, 1);
+        nn_blk_from_cnhw(pool, x, &t);
+        if (mode < 2)
+            nn_bn_apply(x, c, plane, alpha, beta, mode == 1);
+        else
+            nn_relu(x, nf);
+        nn_blk_bn(pool, &t, mode < 2 ? alpha : NULL, mode < 2 ? beta : NULL, mode >= 1);
+        assert_border_zero(&t);
+        nn_blk_to_cnhw(pool, &t, y);
+        if (memcmp(x, y, nf * sizeof *x) != 0) fail_msg("mode %d: blocked batch norm / ReLU differs", mode);
+        free(x);
+        free(y);
+        free(t.d);
+    }
+    nn_pool_free(pool);
+    free(alpha);
+    free(beta);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout_changes), cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_from_image), cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_bn_relu),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
