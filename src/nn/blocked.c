@@ -54,7 +54,18 @@ typedef struct row_job {
 } row_job;
 
 #ifdef NN_X86
-/* v where v > m or v is NaN, else m (nn_maxpool's max_step on 16 lanes). */
+/* nn_maxpool's max_step on 16 lanes: v where v > m or v is NaN, else m.
+ * vmaxps(v, m) gives v where v > m and m otherwise (ties of +-0 and any
+ * NaN included), so only a NaN v needs mending. */
+__attribute__((target("avx512f"))) static inline __m512 max_step16(__m512 m, __m512 v)
+{
+    return _mm512_mask_mov_ps(_mm512_max_ps(v, m), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+}
+
+/* Each window's row maxima first, then their maximum over the rows in
+ * order: the first greatest value in row-major order, a NaN anywhere
+ * surviving, as nn_maxpool's window scan (see layers.c); the short
+ * independent chains overlap where one chain of k * k steps would not. */
 __attribute__((target("avx512f"))) static void maxpool_row(const row_job *j, int cb, int n, int y)
 {
     const nn_blk *o = j->a, *in = j->in;
@@ -62,19 +73,18 @@ __attribute__((target("avx512f"))) static void maxpool_row(const row_job *j, int
     if (h0 < 0) h0 = 0;
     if (h1 > in->h) h1 = in->h;
     float *dst = o->d + nn_blk_off(o, cb, n, y, 0);
+    const float *src = in->d + nn_blk_off(in, cb, n, h0, 0);
+    const size_t rs = (size_t)nn_blk_wp(in) * NN_CB;
     for (int x = 0; x < o->w; x++) {
         int w0 = x * j->s - j->pad, w1 = w0 + j->k;
         if (w0 < 0) w0 = 0;
         if (w1 > in->w) w1 = in->w;
         __m512 m = _mm512_set1_ps(-INFINITY);
-        for (int i = h0; i < h1; i++) {
-            const float *src = in->d + nn_blk_off(in, cb, n, i, 0);
-            for (int q = w0; q < w1; q++) {
-                __m512 v = _mm512_loadu_ps(src + (size_t)q * NN_CB);
-                __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |
-                                 _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-                m = _mm512_mask_blend_ps(take, m, v);
-            }
+        for (int i = 0; i < h1 - h0; i++) {
+            const float *r = src + i * rs + (size_t)w0 * NN_CB;
+            __m512 v = _mm512_loadu_ps(r);
+            for (int q = 1; q < w1 - w0; q++) v = max_step16(v, _mm512_loadu_ps(r + (size_t)q * NN_CB));
+            m = i == 0 ? v : max_step16(m, v);
         }
         _mm512_storeu_ps(dst + (size_t)x * NN_CB, m);
     }
