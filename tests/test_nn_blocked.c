@@ -300,12 +300,58 @@ static void test_bn_relu(void **state)
     free(beta);
 }
 
+/* The store's epilogue on special values (NaN, +-0, +-inf, the smallest
+ * subnormal) against nn_epilogue_row, channel by channel: ReLU keeps a NaN
+ * and maps -0 to +0, batch norm is one fused multiply-add. */
+static void test_store_epilogue(void **state)
+{
+    (void)state;
+    if (!nn_isa_avx512()) skip();
+    enum { M = 64, OH = 3, OW = 5, NPOS = OH * OW };
+    const float specials[] = {NAN, -0.0f, 0.0f, INFINITY, -INFINITY, 1.4e-45f, -1.0f, 2.5f};
+    float *acc = malloc((size_t)NPOS * NN_T_OC * sizeof *acc), *res = rnd("sres", (size_t)M * NPOS, 1);
+    float *bias = rnd("sb", M, 1), *alpha = rnd("sa", M, 1), *beta = rnd("sbe", M, 1);
+    assert_non_null(acc);
+    for (int i = 0; i < NPOS * NN_T_OC; i++) acc[i] = specials[(i * 7 + i / 64) % 8];
+    for (int i = 0; i < M; i += 5) res[i] = -0.0f, bias[i] = NAN;
+    nn_pool *pool = nn_pool_create(1);
+    assert_non_null(pool);
+    for (int e = 0; e < 5; e++) {
+        nn_epilogue ep;
+        tu_epilogue_case(&ep, e % 4, bias, alpha, beta, res);
+        if (e == 4) ep = (nn_epilogue){.relu = 1}; /* ReLU alone on the raw specials */
+        nn_blk out = blk_new(M, 1, OH, OW, 1), bres = blk_new(M, 1, OH, OW, 0);
+        nn_blk_from_cnhw(pool, res, &bres);
+        nn_blk_store st = {.out = &out, .res = ep.res ? &bres : NULL, .ep = &ep, .oh = OH, .ow = OW};
+        nn_blk_clear_border(&out);
+        nn_blk_store_run(&st, acc, 0, NPOS, 0, M);
+        float *got = malloc((size_t)M * NPOS * sizeof *got), want[NPOS], row[NPOS];
+        assert_non_null(got);
+        nn_blk_to_cnhw(pool, &out, got);
+        for (int i = 0; i < M; i++) {
+            for (int j = 0; j < NPOS; j++) row[j] = acc[(size_t)j * NN_T_OC + i];
+            nn_epilogue_row(&ep, i, row, want, ep.res ? res + (size_t)i * NPOS : NULL, NPOS);
+            if (memcmp(want, got + (size_t)i * NPOS, sizeof want) != 0)
+                fail_msg("epilogue %d channel %d: blocked store differs", e, i);
+        }
+        free(got);
+        free(out.d);
+        free(bres.d);
+    }
+    nn_pool_free(pool);
+    free(acc);
+    free(res);
+    free(bias);
+    free(alpha);
+    free(beta);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_changes), cmocka_unit_test(test_conv),
         cmocka_unit_test(test_conv_from_image), cmocka_unit_test(test_maxpool),
-        cmocka_unit_test(test_bn_relu),
+        cmocka_unit_test(test_bn_relu), cmocka_unit_test(test_store_epilogue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,28 +241,40 @@ void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, i
 /* ------------------------------------------------------------ convolution */
 
 #ifdef NN_X86
+/* The epilogue's per-channel constants of up to NN_T_OC / NN_CB channel
+ * blocks are loaded once per call; positions then advance by pointer. */
 __attribute__((target("avx512f"))) static void store_avx512(const nn_blk_store *s, const float *acc,
                                                            long j0, int cnt, int r0, int r1)
 {
+    enum { NB = NN_T_OC / NN_CB };
     const nn_epilogue *ep = s->ep;
     const long ohw = (long)s->oh * s->ow;
     int n = (int)(j0 / ohw), y = (int)(j0 % ohw / s->ow), x = (int)(j0 % s->ow);
+    const int nb = (r1 - r0 + NN_CB - 1) / NN_CB, cb0 = r0 / NN_CB;
     const __m512 zero = _mm512_setzero_ps();
+    __m512 bias[NB], alpha[NB], beta[NB];
+    for (int q = 0; q < nb; q++) {
+        const int r = r0 + q * NN_CB;
+        bias[q] = ep->bias ? _mm512_loadu_ps(ep->bias + r) : zero;
+        alpha[q] = ep->alpha ? _mm512_loadu_ps(ep->alpha + r) : zero;
+        beta[q] = ep->alpha && ep->beta ? _mm512_loadu_ps(ep->beta + r) : zero;
+    }
+    /* consecutive channel blocks of one position are this far apart */
+    const long ostep = (long)s->out->n * nn_blk_plane(s->out) * NN_CB;
+    const long rstep = s->res ? (long)s->res->n * nn_blk_plane(s->res) * NN_CB : 0;
+    const int has_bias = ep->bias != NULL, has_bn = ep->alpha != NULL, relu = ep->relu;
     for (int j = 0; j < cnt; j++) {
-        for (int r = r0; r < r1; r += NN_CB) {
-            const int cb = r / NN_CB;
-            __m512 v = _mm512_loadu_ps(acc + (size_t)j * NN_T_OC + (r - r0));
-            if (ep->bias) v = _mm512_add_ps(v, _mm512_loadu_ps(ep->bias + r));
-            if (ep->alpha)
-                v = _mm512_fmadd_ps(v, _mm512_loadu_ps(ep->alpha + r),
-                                    ep->beta ? _mm512_loadu_ps(ep->beta + r) : zero);
-            if (s->res) v = _mm512_add_ps(v, _mm512_loadu_ps(s->res->d + nn_blk_off(s->res, cb, n, y, x)));
-            if (ep->relu) {
-                __mmask16 keep = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ) |
-                                 _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-                v = _mm512_maskz_mov_ps(keep, v);
-            }
-            _mm512_storeu_ps(s->out->d + nn_blk_off(s->out, cb, n, y, x), v);
+        float *o = s->out->d + nn_blk_off(s->out, cb0, n, y, x);
+        const float *rp = s->res ? s->res->d + nn_blk_off(s->res, cb0, n, y, x) : NULL;
+        const float *a = acc + (size_t)j * NN_T_OC;
+        for (int q = 0; q < nb; q++) {
+            __m512 v = _mm512_loadu_ps(a + q * NN_CB);
+            if (has_bias) v = _mm512_add_ps(v, bias[q]);
+            if (has_bn) v = _mm512_fmadd_ps(v, alpha[q], beta[q]);
+            if (rp) v = _mm512_add_ps(v, _mm512_loadu_ps(rp + q * rstep));
+            if (relu) /* nn_relu1: vmaxps(v, 0) is v where v > 0, else +0; a NaN v is kept */
+                v = _mm512_mask_mov_ps(_mm512_max_ps(v, zero), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+            _mm512_storeu_ps(o + q * ostep, v);
         }
         if (++x == s->ow) {
             x = 0;
