@@ -240,42 +240,14 @@ void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, i
 
 /* ------------------------------------------------------------ convolution */
 
-#ifdef NN_X86
-/* The epilogue's per-channel constants of up to NN_T_OC / NN_CB channel
- * blocks are loaded once per call; positions then advance by pointer. */
-__attribute__((target("avx512f"))) static void store_avx512(const nn_blk_store *s, const float *acc,
-                                                           long j0, int cnt, int r0, int r1)
+static void final_pos(const void *vctx, long j0, int cnt, long *ooff, long *roff)
 {
-    enum { NB = NN_T_OC / NN_CB };
-    const nn_epilogue *ep = s->ep;
+    const nn_blk_store *s = vctx;
     const long ohw = (long)s->oh * s->ow;
     int n = (int)(j0 / ohw), y = (int)(j0 % ohw / s->ow), x = (int)(j0 % s->ow);
-    const int nb = (r1 - r0 + NN_CB - 1) / NN_CB, cb0 = r0 / NN_CB;
-    const __m512 zero = _mm512_setzero_ps();
-    __m512 bias[NB], alpha[NB], beta[NB];
-    for (int q = 0; q < nb; q++) {
-        const int r = r0 + q * NN_CB;
-        bias[q] = ep->bias ? _mm512_loadu_ps(ep->bias + r) : zero;
-        alpha[q] = ep->alpha ? _mm512_loadu_ps(ep->alpha + r) : zero;
-        beta[q] = ep->alpha && ep->beta ? _mm512_loadu_ps(ep->beta + r) : zero;
-    }
-    /* consecutive channel blocks of one position are this far apart */
-    const long ostep = (long)s->out->n * nn_blk_plane(s->out) * NN_CB;
-    const long rstep = s->res ? (long)s->res->n * nn_blk_plane(s->res) * NN_CB : 0;
-    const int has_bias = ep->bias != NULL, has_bn = ep->alpha != NULL, relu = ep->relu;
     for (int j = 0; j < cnt; j++) {
-        float *o = s->out->d + nn_blk_off(s->out, cb0, n, y, x);
-        const float *rp = s->res ? s->res->d + nn_blk_off(s->res, cb0, n, y, x) : NULL;
-        const float *a = acc + (size_t)j * NN_T_OC;
-        for (int q = 0; q < nb; q++) {
-            __m512 v = _mm512_loadu_ps(a + q * NN_CB);
-            if (has_bias) v = _mm512_add_ps(v, bias[q]);
-            if (has_bn) v = _mm512_fmadd_ps(v, alpha[q], beta[q]);
-            if (rp) v = _mm512_add_ps(v, _mm512_loadu_ps(rp + q * rstep));
-            if (relu) /* nn_relu1: vmaxps(v, 0) is v where v > 0, else +0; a NaN v is kept */
-                v = _mm512_mask_mov_ps(_mm512_max_ps(v, zero), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-            _mm512_storeu_ps(o + q * ostep, v);
-        }
+        ooff[j] = nn_blk_off(s->out, 0, n, y, x);
+        roff[j] = s->res ? nn_blk_off(s->res, 0, n, y, x) : 0;
         if (++x == s->ow) {
             x = 0;
             if (++y == s->oh) {
@@ -285,20 +257,19 @@ __attribute__((target("avx512f"))) static void store_avx512(const nn_blk_store *
         }
     }
 }
-#endif
 
-void nn_blk_store_run(const nn_blk_store *s, const float *acc, long j0, int cnt, int r0, int r1)
+void nn_blk_final(nn_tfinal *f, const nn_blk_store *s)
 {
-#ifdef NN_X86
-    store_avx512(s, acc, j0, cnt, r0, r1);
-#else
-    (void)s;
-    (void)acc;
-    (void)j0;
-    (void)cnt;
-    (void)r0;
-    (void)r1;
-#endif
+    *f = (nn_tfinal){.out = s->out->d,
+                     .ostep = (long)s->out->n * nn_blk_plane(s->out) * NN_CB,
+                     .res = s->res ? s->res->d : NULL,
+                     .rstep = s->res ? (long)s->res->n * nn_blk_plane(s->res) * NN_CB : 0,
+                     .bias = s->ep->bias,
+                     .alpha = s->ep->alpha,
+                     .beta = s->ep->beta,
+                     .relu = s->ep->relu,
+                     .opos = final_pos,
+                     .octx = s};
 }
 
 int nn_blk_conv_applies(const nn_conv_geom *g, int cout, const nn_blk *in)
@@ -332,13 +303,6 @@ static void blk_pos(const void *vctx, long j0, int cnt, long *boff)
     }
 }
 
-static void blk_store(const void *vctx, const float *acc, long j0, int cnt, int r0, int r1,
-                      float *spare)
-{
-    (void)spare;
-    nn_blk_store_run(&((const blk_conv_ctx *)vctx)->st, acc, j0, cnt, r0, r1);
-}
-
 void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
                  const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
                  float *const *scratch, int *off)
@@ -352,7 +316,10 @@ void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom
     nn_blk_clear_border(out);
     blk_conv_ctx cc = {.in = in, .s = g->stride, .pad = g->pad,
                        .st = {.out = out, .res = res, .ep = ep, .oh = g->oh, .ow = g->ow}};
+    nn_tfinal fin;
+    nn_blk_final(&fin, &cc.st);
     nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)in->n * g->oh * g->ow, .wt = tpack,
-                           .b = in->d, .off = off, .pos = blk_pos, .store = blk_store, .ctx = &cc};
+                           .b = in->d, .off = off, .pos = blk_pos, .fin = &fin,
+                           .ctx = &cc};
     nn_gemm_direct_t_run(pool, &gt, scratch);
 }

@@ -254,7 +254,8 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
 /* The channels-on-lanes variant's positions and results: kept position j
  * = (n, y, x) is column n * plane + y * wq + x of the direct path's output;
  * a chunk's results are transposed into a (64, columns) tile in the
- * thread's spare scratch and go through emit, or go to a blocked output. */
+ * thread's spare scratch and go through emit; or the kernel writes them to
+ * a blocked output itself (nn_blk_final). */
 typedef struct t_ctx {
     const emit_ctx *ec;
     long ohw, plane;
@@ -287,13 +288,6 @@ static void t_store(const void *vctx, const float *acc, long j0, int cnt, int r0
         for (int j = 0; j < cnt; j++) trow[cols[j]] = a[(size_t)j * NN_T_OC];
     }
     emit(t->ec, tile, ldt, r0, r1, c0, c1);
-}
-
-static void t_store_blk(const void *vctx, const float *acc, long j0, int cnt, int r0, int r1,
-                        float *spare)
-{
-    (void)spare;
-    nn_blk_store_run(&((const t_ctx *)vctx)->blk, acc, j0, cnt, r0, r1);
 }
 
 /* The padded copy of the input and the tap offsets; returns K. */
@@ -351,7 +345,9 @@ void nn_directconv_run_blk(nn_pool *pool, const float *tpack, int cout, const nn
     nn_blk_clear_border(out);
     t_ctx tc = {.ohw = (long)g->oh * g->ow, .plane = d.plane, .ow = g->ow, .wq = d.wq,
                 .blk = {.out = out, .res = res, .ep = ep, .oh = g->oh, .ow = g->ow}};
+    nn_tfinal fin;
+    nn_blk_final(&fin, &tc.blk);
     nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)batch * tc.ohw, .wt = tpack, .b = tmp,
-                           .off = off, .pos = t_pos, .store = t_store_blk, .ctx = &tc};
+                           .off = off, .pos = t_pos, .fin = &fin, .ctx = &tc};
     nn_gemm_direct_t_run(pool, &gt, scratch);
 }

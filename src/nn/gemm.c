@@ -759,10 +759,25 @@ void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst)
 }
 
 #ifdef NN_X86
+/* Where a tile's results go when the kernel finishes them itself (the last
+ * k-block with nn_tfinal): per position its output (and residual) pointer
+ * at channel block 0 of the tile's rows, the epilogue's constants of those
+ * rows. */
+typedef struct tfin {
+    float *op[T_PMAX];
+    const float *rp[T_PMAX];
+    long ostep, rstep;
+    const float *bias, *alpha, *beta;
+    int relu, has_res;
+} tfin;
+
+/* The tile's accumulators start from c (acc) or 0; they go back to c, or
+ * through the epilogue to the blocked output (f). */
 #define TK_DEF(P)                                                                                  \
     __attribute__((target("avx512f"))) static void tkernel##P(int kc, const float *w,           \
                                                               const float *const *bp,             \
-                                                              const int *off, float *c, int acc)  \
+                                                              const int *off, float *c, int acc,  \
+                                                              const tfin *f)                      \
     {                                                                                              \
         __m512 r[P][4];                                                                            \
         const float *b[P];                                                                         \
@@ -786,9 +801,23 @@ void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst)
                 r[j][3] = _mm512_fmadd_ps(bv, w3, r[j][3]);                                        \
             }                                                                                      \
         }                                                                                          \
-        _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                        \
-            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)                                    \
-                _mm512_storeu_ps(c + j * T_OC + 16 * q, r[j][q]);                                 \
+        if (!f) {                                                                                  \
+            _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                    \
+                _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)                                \
+                    _mm512_storeu_ps(c + j * T_OC + 16 * q, r[j][q]);                             \
+            return;                                                                                \
+        }                                                                                          \
+        const __m512 zero = _mm512_setzero_ps();                                                   \
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)                                        \
+        {                                                                                          \
+            __m512 bq = f->bias ? _mm512_loadu_ps(f->bias + 16 * q) : zero;                        \
+            __m512 aq = f->alpha ? _mm512_loadu_ps(f->alpha + 16 * q) : zero;                      \
+            __m512 eq = f->alpha && f->beta ? _mm512_loadu_ps(f->beta + 16 * q) : zero;            \
+            _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                    \
+                _mm512_storeu_ps(f->op[j] + q * f->ostep,                                          \
+                                 nn_epi16(r[j][q], f->bias != NULL, bq, f->alpha != NULL, aq, eq,  \
+                                          f->has_res ? f->rp[j] + q * f->rstep : NULL, f->relu));  \
+        }                                                                                          \
     }
 TK_DEF(1)
 TK_DEF(2)
@@ -797,7 +826,7 @@ TK_DEF(4)
 TK_DEF(5)
 TK_DEF(6)
 typedef void (*tkernel_fn)(int kc, const float *w, const float *const *bp, const int *off,
-                           float *c, int acc);
+                           float *c, int acc, const tfin *f);
 static const tkernel_fn g_tkernel[T_PMAX + 1] = {NULL,       tkernel1, tkernel2, tkernel3,
                                                  tkernel4, tkernel5, tkernel6};
 #endif
@@ -841,15 +870,27 @@ static void direct_t_task(void *vctx, int tid, int nt)
     /* scratch: the accumulators (chunk, 64), then the caller's spare. */
     float *accb = rc->scratch[tid], *spare = accb + (size_t)NN_T_CHUNK * T_OC;
     unsigned char sizes[NN_T_CHUNK / 5 + 2];
-    long boff[NN_T_CHUNK];
+    long boff[NN_T_CHUNK], ooff[NN_T_CHUNK], roff[NN_T_CHUNK];
     const float *bp[T_PMAX];
+    const nn_tfinal *fin = g->fin;
+    tfin tf = {.relu = fin ? fin->relu : 0, .has_res = fin && fin->res};
     for (long q0 = j0; q0 < j1; q0 += NN_T_CHUNK) {
         int cnt = (int)(j1 - q0 < NN_T_CHUNK ? j1 - q0 : NN_T_CHUNK);
         g->pos(g->ctx, q0, cnt, boff);
+        if (fin) fin->opos(fin->octx, q0, cnt, ooff, roff);
         int ntiles = t_tiles(cnt, sizes);
         for (int ob = ob0; ob < ob1; ob++) {
+            if (fin) {
+                const int r0 = ob * T_OC;
+                tf.bias = fin->bias ? fin->bias + r0 : NULL;
+                tf.alpha = fin->alpha ? fin->alpha + r0 : NULL;
+                tf.beta = fin->beta ? fin->beta + r0 : NULL;
+                tf.ostep = fin->ostep;
+                tf.rstep = fin->rstep;
+            }
             for (int k0 = 0; k0 < g->k; k0 += T_KC) {
                 int kc = g->k - k0 < T_KC ? g->k - k0 : T_KC;
+                const int last = fin && k0 + kc == g->k;
                 const float *w = g->wt + ((size_t)ob * g->k + k0) * T_OC;
                 /* The next k-block's weights (the next block of this row
                  * block, or the next row block's first: they follow in
@@ -864,9 +905,17 @@ static void direct_t_task(void *vctx, int tid, int nt)
                     for (long l = pf_lines * t / ntiles; l < pf_lines * (t + 1) / ntiles; l++)
                         if (pf + 64 * l < pf_end) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
                     for (int q = 0; q < P; q++) bp[q] = g->b + boff[j + q];
-                    g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)j * T_OC, k0 > 0);
+                    if (last)
+                        for (int q = 0; q < P; q++) {
+                            const long cb = (long)ob * (T_OC / 16);
+                            tf.op[q] = fin->out + ooff[j + q] + cb * fin->ostep;
+                            tf.rp[q] = fin->res ? fin->res + roff[j + q] + cb * fin->rstep : NULL;
+                        }
+                    g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)j * T_OC, k0 > 0,
+                                 last ? &tf : NULL);
                 }
             }
+            if (fin) continue;
             int r0 = ob * T_OC, r1 = r0 + T_OC < g->m ? r0 + T_OC : g->m;
             g->store(g->ctx, accb, q0, cnt, r0, r1, spare);
         }

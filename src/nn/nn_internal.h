@@ -29,6 +29,23 @@ __attribute__((target("avx512f"))) static inline __m512 nn_load16_fill(const flo
     if (lo == 0) return _mm512_mask_loadu_ps(fill, m, row + start);
     return _mm512_mask_expandloadu_ps(fill, m, row);
 }
+
+/* nn_epilogue_row on 16 channels: bias (b), batch norm (alpha a, beta e),
+ * residual (r), ReLU; each step only where its flag is set, one rounding
+ * each. ReLU: vmaxps(v, 0) is v where v > 0 and +0 otherwise (-0 included),
+ * a NaN v is put back. */
+__attribute__((target("avx512f"))) static inline __m512 nn_epi16(__m512 v, int has_b, __m512 b,
+                                                               int has_a, __m512 a, __m512 e,
+                                                               const float *r, int relu)
+{
+    if (has_b) v = _mm512_add_ps(v, b);
+    if (has_a) v = _mm512_fmadd_ps(v, a, e);
+    if (r) v = _mm512_add_ps(v, _mm512_loadu_ps(r));
+    if (relu)
+        v = _mm512_mask_mov_ps(_mm512_max_ps(v, _mm512_setzero_ps()),
+                               _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+    return v;
+}
 #endif
 
 /* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
@@ -163,6 +180,24 @@ void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *sc
 typedef void (*nn_tpos_fn)(const void *ctx, long j0, int cnt, long *boff);
 typedef void (*nn_tstore_fn)(const void *ctx, const float *acc, long j0, int cnt, int r0, int r1,
                              float *spare);
+/* Instead of store, results can go straight from the registers to a
+ * channel-blocked output (16 channels per vector; m a multiple of 64):
+ * C[i][j] after the epilogue (bias, batch norm, residual, ReLU as
+ * nn_epilogue_row) lands at out[ooff[j] + (i / 16) * ostep + i % 16], the
+ * residual read at res[roff[j] + (i / 16) * rstep + i % 16]; opos fills
+ * ooff and roff for positions j0 .. j0 + cnt - 1 (nn_blk_final sets all
+ * this up for a blocked output). */
+typedef void (*nn_topos_fn)(const void *ctx, long j0, int cnt, long *ooff, long *roff);
+typedef struct nn_tfinal {
+    float *out;
+    long ostep;
+    const float *res; /* NULL: none */
+    long rstep;
+    const float *bias, *alpha, *beta;
+    int relu;
+    nn_topos_fn opos;
+    const void *octx; /* of opos */
+} nn_tfinal;
 typedef struct nn_gemm_direct_t {
     int m, k;
     long npos;
@@ -170,7 +205,8 @@ typedef struct nn_gemm_direct_t {
     const float *b;
     const int *off;   /* (k) */
     nn_tpos_fn pos;
-    nn_tstore_fn store;
+    nn_tstore_fn store; /* NULL with fin */
+    const nn_tfinal *fin;
     const void *ctx;  /* of pos and store */
 } nn_gemm_direct_t;
 size_t nn_gemm_packed_t_size(int m, int k);
@@ -301,16 +337,16 @@ void nn_blk_bn(nn_pool *pool, const nn_blk *t, const float *alpha, const float *
 int nn_blk_maxpool_applies(void);
 void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, int stride, int pad);
 
-/* Results of the channels-on-lanes product to a blocked output: position j
- * = (n, y, x) of the (oh, ow) output, the epilogue (res: the residual, a
- * blocked tensor of the output's shape, or NULL; ep->res unused) on 16
- * channels at a time. */
+/* Where the channels-on-lanes product writes a blocked output (through
+ * nn_tfinal): position j = (n, y, x) of the (oh, ow) output, the epilogue
+ * (res: the residual, a blocked tensor of the output's shape, or NULL;
+ * ep->res unused). nn_blk_final fills f, which points at s. */
 typedef struct nn_blk_store {
     const nn_blk *out, *res;
     const nn_epilogue *ep;
     int oh, ow;
 } nn_blk_store;
-void nn_blk_store_run(const nn_blk_store *s, const float *acc, long j0, int cnt, int r0, int r1);
+void nn_blk_final(nn_tfinal *f, const nn_blk_store *s);
 /* Convolution of a blocked input to a blocked output through the
  * channels-on-lanes product (tpack from nn_gemm_pack_t), bit-identical to
  * the other paths; scratch as nn_gemm_direct_t_scratch_size(0), off holds
