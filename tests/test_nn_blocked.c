@@ -172,8 +172,8 @@ static void test_conv(void **state)
     }
 }
 
-/* The first layer: the (3, N, H, W) image through the padded copy into a
- * blocked output. */
+/* The first layer: the (3, N, H, W) image through its zero-padded copy
+ * into a blocked output. */
 static void test_conv_from_image(void **state)
 {
     (void)state;
@@ -204,13 +204,15 @@ static void test_conv_from_image(void **state)
             float **sc = tu_scratch_new(nt, need);
             size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * g.oh * g.ow;
             float *in = rnd("img", nin, 1), *o1 = malloc(nout * sizeof *o1), *o2 = malloc(nout * sizeof *o2);
-            float *tmp = malloc(nn_directconv_tmp_floats(&g, batch) * sizeof *tmp);
+            size_t ntmp = nn_blk_image_tmp_floats(&g, batch);
+            float *tmp = malloc(ntmp * sizeof *tmp);
             assert_true(o1 && o2 && tmp);
             nn_blk bout = blk_new(cout, batch, g.oh, g.ow, 1);
             nn_epilogue ep = {.bias = bias, .relu = 1};
             tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
-            assert_true(nn_directconv_blk_applies(&g, batch, cout));
-            nn_directconv_run_blk(pool, tp, cout, &g, in, batch, &bout, &ep, NULL, sc, tmp, off);
+            assert_true(nn_blk_image_conv_applies(&g, batch, cout));
+            memset(tmp, 0xff, ntmp * sizeof *tmp); /* the padding must be written */
+            nn_blk_conv_image(pool, tp, cout, &g, in, batch, &bout, &ep, sc, tmp, off);
             assert_border_zero(&bout);
             nn_blk_to_cnhw(pool, &bout, o2);
             if (memcmp(o1, o2, nout * sizeof *o1) != 0)

@@ -323,3 +323,92 @@ void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom
                            .ctx = &cc};
     nn_gemm_direct_t_run(pool, &gt, scratch);
 }
+
+/* ------------------------------------------------ the image, (C, N, H, W) */
+
+size_t nn_blk_image_tmp_floats(const nn_conv_geom *g, int batch)
+{
+    return (size_t)g->cin * (size_t)batch * (size_t)(g->h + 2 * g->pad) * (size_t)(g->w + 2 * g->pad);
+}
+
+int nn_blk_image_conv_applies(const nn_conv_geom *g, int batch, int cout)
+{
+    return nn_isa_avx512() && cout > 0 && cout % NN_T_OC == 0 && g->cin >= 1 && batch >= 1 &&
+           g->stride >= 1 && g->oh >= 1 && g->ow >= 1 && nn_blk_image_tmp_floats(g, batch) <= INT_MAX;
+}
+
+typedef struct image_ctx {
+    const float *in;
+    float *buf;
+    const nn_conv_geom *g;
+    int batch;
+} image_ctx;
+
+/* Plane q = (c, n) of the input -> its zero-padded copy (hp, wp). */
+static void image_pad_task(void *vctx, int tid, int nt)
+{
+    const image_ctx *x = vctx;
+    const nn_conv_geom *g = x->g;
+    const int p = g->pad, wp = g->w + 2 * p, hp = g->h + 2 * p, planes = g->cin * x->batch;
+    for (int q = planes * tid / nt; q < planes * (tid + 1) / nt; q++) {
+        const float *src = x->in + (size_t)q * g->h * g->w;
+        float *dst = x->buf + (size_t)q * hp * wp;
+        memset(dst, 0, (size_t)p * wp * sizeof(float));
+        memset(dst + (size_t)(p + g->h) * wp, 0, (size_t)p * wp * sizeof(float));
+        for (int y = 0; y < g->h; y++) {
+            float *row = dst + (size_t)(p + y) * wp;
+            memset(row, 0, (size_t)p * sizeof(float));
+            memcpy(row + p, src + (size_t)y * g->w, (size_t)g->w * sizeof(float));
+            memset(row + p + g->w, 0, (size_t)p * sizeof(float));
+        }
+    }
+}
+
+typedef struct image_pos_ctx {
+    int oh, ow, s;
+    long hp, wp;
+} image_pos_ctx;
+
+/* Position (n, y, x) reads channel 0's window at padded (s*y, s*x) of
+ * image n. */
+static void image_pos(const void *vctx, long j0, int cnt, long *boff)
+{
+    const image_pos_ctx *c = vctx;
+    const long ohw = (long)c->oh * c->ow;
+    int n = (int)(j0 / ohw), y = (int)(j0 % ohw / c->ow), x = (int)(j0 % c->ow);
+    for (int j = 0; j < cnt; j++) {
+        boff[j] = ((long)n * c->hp + (long)y * c->s) * c->wp + (long)x * c->s;
+        if (++x == c->ow) {
+            x = 0;
+            if (++y == c->oh) {
+                y = 0;
+                n++;
+            }
+        }
+    }
+}
+
+void nn_blk_conv_image(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
+                       const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
+                       float *const *scratch, float *tmp, int *off)
+{
+    image_ctx ic = {.in = in, .buf = tmp, .g = g, .batch = batch};
+    if (nn_pool_size(pool) == 1 || (size_t)g->cin * batch * g->h * g->w < 65536)
+        image_pad_task(&ic, 0, 1);
+    else
+        nn_pool_run(pool, image_pad_task, &ic);
+    image_pos_ctx pc = {.oh = g->oh, .ow = g->ow, .s = g->stride, .hp = g->h + 2L * g->pad,
+                        .wp = g->w + 2L * g->pad};
+    const long chan = (long)batch * pc.hp * pc.wp;
+    int p = 0;
+    for (int c = 0; c < g->cin; c++)
+        for (int ki = 0; ki < g->k; ki++)
+            for (int kj = 0; kj < g->k; kj++) off[p++] = (int)(c * chan + ki * pc.wp + kj);
+    nn_blk_clear_border(out);
+    nn_blk_store st = {.out = out, .ep = ep, .oh = g->oh, .ow = g->ow};
+    nn_tfinal fin;
+    nn_blk_final(&fin, &st);
+    nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)batch * g->oh * g->ow, .wt = tpack,
+                           .b = tmp, .off = off, .pos = image_pos, .fin = &fin, .ctx = &pc};
+    nn_gemm_direct_t_run(pool, &gt, scratch);
+}

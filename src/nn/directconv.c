@@ -254,13 +254,11 @@ static void emit(const void *vctx, const float *tile, size_t ldt, int r0, int r1
 /* The channels-on-lanes variant's positions and results: kept position j
  * = (n, y, x) is column n * plane + y * wq + x of the direct path's output;
  * a chunk's results are transposed into a (64, columns) tile in the
- * thread's spare scratch and go through emit; or the kernel writes them to
- * a blocked output itself (nn_blk_final). */
+ * thread's spare scratch and go through emit. */
 typedef struct t_ctx {
     const emit_ctx *ec;
     long ohw, plane;
     int ow, wq;
-    nn_blk_store blk;
 } t_ctx;
 
 static long t_col(const t_ctx *t, long j)
@@ -327,27 +325,4 @@ void nn_directconv_run(nn_pool *pool, const float *apack, const float *tpack, in
     nn_gemm_direct gd = {.m = cout, .k = p, .n = d.ncomp, .apack = apack, .b = tmp, .off = off,
                          .emit = emit, .emit_ctx = &ec};
     nn_gemm_direct_run(pool, &gd, scratch);
-}
-
-int nn_directconv_blk_applies(const nn_conv_geom *g, int batch, int cout)
-{
-    padded d;
-    return nn_isa_avx512() && padded_geom(g, batch, &d) && cout > 0 && cout % NN_T_OC == 0;
-}
-
-void nn_directconv_run_blk(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
-                           const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
-                           const nn_blk *res, float *const *scratch, float *tmp, int *off)
-{
-    padded d;
-    if (!padded_geom(g, batch, &d)) return; /* callers check nn_directconv_blk_applies */
-    int p = prepare(pool, g, in, batch, &d, tmp, off);
-    nn_blk_clear_border(out);
-    t_ctx tc = {.ohw = (long)g->oh * g->ow, .plane = d.plane, .ow = g->ow, .wq = d.wq,
-                .blk = {.out = out, .res = res, .ep = ep, .oh = g->oh, .ow = g->ow}};
-    nn_tfinal fin;
-    nn_blk_final(&fin, &tc.blk);
-    nn_gemm_direct_t gt = {.m = cout, .k = p, .npos = (long)batch * tc.ohw, .wt = tpack, .b = tmp,
-                           .off = off, .pos = t_pos, .fin = &fin, .ctx = &tc};
-    nn_gemm_direct_t_run(pool, &gt, scratch);
 }

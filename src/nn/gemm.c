@@ -899,11 +899,14 @@ static void direct_t_task(void *vctx, int tid, int nt)
                  * so that the next block's first tile finds them in L2. */
                 const char *pf = (const char *)(w + (size_t)kc * T_OC);
                 const char *pf_end = (const char *)(g->wt + (size_t)ob1 * g->k * T_OC);
-                const long pf_lines = (long)T_KC * T_OC * (long)sizeof(float) / 64;
+                const long pf_lines = pf < pf_end ? ((long)(pf_end - pf) + 63) / 64 : 0;
+                const long pf_max = (long)T_KC * T_OC * (long)sizeof(float) / 64;
+                const long pf_n = pf_lines < pf_max ? pf_lines : pf_max;
+                const long pf_step = (pf_n + ntiles - 1) / ntiles;
                 for (int t = 0, j = 0; t < ntiles; j += sizes[t++]) {
                     int P = sizes[t];
-                    for (long l = pf_lines * t / ntiles; l < pf_lines * (t + 1) / ntiles; l++)
-                        if (pf + 64 * l < pf_end) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+                    long l1 = (t + 1) * pf_step < pf_n ? (t + 1) * pf_step : pf_n;
+                    for (long l = t * pf_step; l < l1; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
                     for (int q = 0; q < P; q++) bp[q] = g->b + boff[j + q];
                     if (last)
                         for (int q = 0; q < P; q++) {

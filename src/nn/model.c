@@ -866,11 +866,13 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
     for (int i = 0; i < m->nunits; i++) {
         const conv_layer *cs[3];
         int nc = unit_convs(&m->units[i], cs);
-        for (int j = 0; j < nc; j++)
-            if (nn_directconv_pays(&cs[j]->geom, 1) || (i == 0 && m->blk_ok)) {
-                size_t t = nn_directconv_tmp_floats(&cs[j]->geom, batch);
-                if (t > m->dir_floats) m->dir_floats = t;
-            }
+        for (int j = 0; j < nc; j++) {
+            size_t t = 0;
+            if (nn_directconv_pays(&cs[j]->geom, 1)) t = nn_directconv_tmp_floats(&cs[j]->geom, batch);
+            if (i == 0 && m->blk_ok && nn_blk_image_tmp_floats(&cs[j]->geom, batch) > t)
+                t = nn_blk_image_tmp_floats(&cs[j]->geom, batch);
+            if (t > m->dir_floats) m->dir_floats = t;
+        }
     }
     if (m->dir_floats && !(m->dirbuf = nn_alloc_floats(m->dir_floats)))
         return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
@@ -1150,10 +1152,10 @@ static void run_units_blk(cwba_model *m, int u0, int u1, int batch, int *cur)
             } else {
                 /* The image, (3, batch, H, W): through the padded copy. */
                 nn_conv_geom g = conv_geom_at(&u->conv, u->in_h, u->in_w);
-                if (nn_directconv_blk_applies(&g, batch, u->conv.cout) &&
-                    nn_directconv_tmp_floats(&g, batch) <= m->dir_floats) {
-                    nn_directconv_run_blk(m->pool, u->conv.tpack, u->conv.cout, &g, m->buf[*cur],
-                                          batch, &y, &ep, NULL, m->scratch, m->dirbuf, m->offbuf);
+                if (nn_blk_image_conv_applies(&g, batch, u->conv.cout) &&
+                    nn_blk_image_tmp_floats(&g, batch) <= m->dir_floats) {
+                    nn_blk_conv_image(m->pool, u->conv.tpack, u->conv.cout, &g, m->buf[*cur], batch,
+                                      &y, &ep, m->scratch, m->dirbuf, m->offbuf);
                 } else {
                     int t = other_buf(*cur, o, -1);
                     conv_run(m, &u->conv, m->buf[*cur], batch, u->in_h, u->in_w, m->buf[t], &ep);

@@ -355,12 +355,14 @@ int nn_blk_conv_applies(const nn_conv_geom *g, int cout, const nn_blk *in);
 void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
                  const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
                  float *const *scratch, int *off);
-/* The same from a (C, N, H, W) input (through the direct path's padded copy,
- * tmp as nn_directconv_tmp_floats), for the first layer. */
-int nn_directconv_blk_applies(const nn_conv_geom *g, int batch, int cout);
-void nn_directconv_run_blk(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
-                           const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
-                           const nn_blk *res, float *const *scratch, float *tmp, int *off);
+/* The same from a (C, N, H, W) input, for the first layer (the image, any
+ * channel count): the input is copied once into a zero-padded buffer tmp of
+ * nn_blk_image_tmp_floats floats, whose taps the kernel reads in place. */
+int nn_blk_image_conv_applies(const nn_conv_geom *g, int batch, int cout);
+size_t nn_blk_image_tmp_floats(const nn_conv_geom *g, int batch);
+void nn_blk_conv_image(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
+                       const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
+                       float *const *scratch, float *tmp, int *off);
 
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */
