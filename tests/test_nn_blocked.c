@@ -95,7 +95,9 @@ static void test_conv(void **state)
     /* cin, h, w, cout, k, stride, pad, input border, output border */
     static const int cases[][9] = {
         {16, 9, 7, 64, 3, 1, 1, 1, 1},    /* odd sides */
-        {32, 14, 14, 128, 3, 1, 1, 2, 0}, /* border wider than the padding; k = 288: 3 k-blocks */
+        {32, 14, 14, 128, 3, 1, 1, 2, 0}, /* border wider than the padding */
+        {80, 7, 6, 64, 3, 1, 1, 1, 1},    /* k = 720: two k-blocks, the last one fused */
+        {144, 5, 5, 128, 3, 1, 1, 1, 0},  /* k = 1296: three k-blocks */
         {32, 14, 13, 64, 3, 2, 1, 1, 2},  /* stride 2 */
         {64, 8, 8, 128, 1, 2, 0, 1, 0},   /* 1x1 stride-2 downsample reading a bordered input */
         {16, 13, 13, 192, 5, 1, 2, 2, 1}, /* 5x5, three 64-channel blocks */

@@ -42,7 +42,7 @@ static void direct_cases(void)
          * with AVX-512 (T_FIRST): */
         {128, 7, 7, 128, 3, 1, 1},  /* 7x7: two 64-channel blocks, split by blocks */
         {128, 14, 14, 192, 3, 1, 1}, /* three blocks: split by positions */
-        {120, 13, 13, 128, 3, 1, 1}, /* AlexNet's 13x13; k = 1080, 9 k-blocks */
+        {120, 13, 13, 128, 3, 1, 1}, /* AlexNet's 13x13; k = 1080, 2 k-blocks */
         {128, 14, 14, 128, 3, 2, 1}, /* stride 2 to 7x7 */
         {48, 23, 22, 64, 5, 1, 2},  /* 5x5, 506 positions: three chunks */
     };
