@@ -1,9 +1,10 @@
 /* Internal interfaces of src/nn: the thread pool, the deterministic GEMM and
  * the layer kernels the three models are built from.
  *
- * Activations inside the models use the layout (C, N, H, W): channel-major with
- * the batch next, so a convolution's GEMM output (C_out, N*H*W) is already the
- * next layer's input and the batch widens the GEMM instead of repeating it. */
+ * Activations inside the models use the channel-blocked layout (nn_blk,
+ * blocked.c) with AVX-512, else (C, N, H, W): channel-major with the batch
+ * next, so a convolution's GEMM output (C_out, N*H*W) is already the next
+ * layer's input and the batch widens the GEMM instead of repeating it. */
 #ifndef CWBA_NN_INTERNAL_H
 #define CWBA_NN_INTERNAL_H
 
