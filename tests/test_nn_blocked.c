@@ -45,6 +45,46 @@ static void assert_border_zero(const nn_blk *t)
                 }
 }
 
+/* A convolution's weights, random, packed both ways, with the tap table and
+ * per-thread scratch both paths need. */
+typedef struct conv_w {
+    int cout, kdim, nt;
+    float *wt, *ap, *tp, *bias, *alpha, *beta;
+    int *off;
+    float **sc;
+} conv_w;
+
+static conv_w conv_w_new(int cout, int kdim, int nt, const char *name)
+{
+    conv_w c = {.cout = cout, .kdim = kdim, .nt = nt};
+    c.wt = rnd(name, (size_t)cout * kdim, 1);
+    c.bias = rnd("bias", (size_t)cout, 0);
+    c.alpha = rnd("alpha", (size_t)cout, 0);
+    c.beta = rnd("beta", (size_t)cout, 1);
+    c.ap = malloc(nn_gemm_packed_a_size(cout, kdim) * sizeof(float));
+    c.tp = malloc(nn_gemm_packed_t_size(cout, kdim) * sizeof(float));
+    c.off = malloc((size_t)kdim * sizeof *c.off);
+    assert_true(c.ap && c.tp && c.off);
+    nn_gemm_pack_a(cout, kdim, c.wt, (size_t)kdim, c.ap);
+    nn_gemm_pack_t(cout, kdim, c.wt, (size_t)kdim, c.tp);
+    size_t need = nn_gemm_scratch_size(kdim);
+    if (nn_gemm_direct_t_scratch_size(0) > need) need = nn_gemm_direct_t_scratch_size(0);
+    c.sc = tu_scratch_new(nt, need);
+    return c;
+}
+
+static void conv_w_free(conv_w *c)
+{
+    tu_gemm_scratch_free(c->sc, c->nt);
+    free(c->wt);
+    free(c->ap);
+    free(c->tp);
+    free(c->off);
+    free(c->bias);
+    free(c->alpha);
+    free(c->beta);
+}
+
 static void layout_cases(void)
 {
     /* c, n, h, w, pb: widths below, at and across 16 (the vector path's
@@ -114,19 +154,7 @@ static void test_conv(void **state)
             const int *cs = cases[i];
             int cin = cs[0], h = cs[1], w = cs[2], cout = cs[3], pbi = cs[7], pbo = cs[8];
             nn_conv_geom g = tu_conv_geom(cin, h, w, cs[4], cs[5], cs[6]);
-            int kdim = cin * g.k * g.k;
-            float *wt = rnd("w", (size_t)cout * kdim, 1);
-            float *bias = rnd("bias", (size_t)cout, 0), *alpha = rnd("alpha", (size_t)cout, 0);
-            float *beta = rnd("beta", (size_t)cout, 1);
-            float *ap = malloc(nn_gemm_packed_a_size(cout, kdim) * sizeof(float));
-            float *tp = malloc(nn_gemm_packed_t_size(cout, kdim) * sizeof(float));
-            int *off = malloc((size_t)kdim * sizeof *off);
-            assert_true(ap && tp && off);
-            nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
-            nn_gemm_pack_t(cout, kdim, wt, (size_t)kdim, tp);
-            size_t need = nn_gemm_scratch_size(kdim);
-            if (nn_gemm_direct_t_scratch_size(0) > need) need = nn_gemm_direct_t_scratch_size(0);
-            float **sc = tu_scratch_new(nt, need);
+            conv_w cw = conv_w_new(cout, cin * g.k * g.k, nt, "w");
             for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
                 int batch = batches[bi];
                 size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * g.oh * g.ow;
@@ -140,12 +168,13 @@ static void test_conv(void **state)
                 assert_true(nn_blk_conv_applies(&g, cout, &bin));
                 for (int e = 0; e < 4; e++) {
                     nn_epilogue ep;
-                    tu_epilogue_case(&ep, e, bias, alpha, beta, res);
-                    tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
+                    tu_epilogue_case(&ep, e, cw.bias, cw.alpha, cw.beta, res);
+                    tu_conv_im2col(pool, cw.ap, cout, &g, in, batch, o1, &ep, cw.sc);
                     nn_epilogue bep = ep;
                     bep.res = NULL;
                     memset(bout.d, 0xff, nn_blk_floats(cout, batch, g.oh, g.ow, pbo) * sizeof(float));
-                    nn_blk_conv(pool, tp, cout, &g, &bin, &bout, &bep, ep.res ? &bres : NULL, sc, off);
+                    nn_blk_conv(pool, cw.tp, cout, &g, &bin, &bout, &bep, ep.res ? &bres : NULL, cw.sc,
+                                cw.off);
                     assert_border_zero(&bout);
                     nn_blk_to_cnhw(pool, &bout, o2);
                     if (memcmp(o1, o2, nout * sizeof *o1) != 0)
@@ -161,14 +190,7 @@ static void test_conv(void **state)
                 free(bout.d);
                 free(bres.d);
             }
-            tu_gemm_scratch_free(sc, nt);
-            free(ap);
-            free(tp);
-            free(off);
-            free(wt);
-            free(bias);
-            free(alpha);
-            free(beta);
+            conv_w_free(&cw);
         }
         nn_pool_free(pool);
     }
@@ -193,43 +215,28 @@ static void test_conv_from_image(void **state)
             const int *cs = cases[i];
             int cin = cs[0], h = cs[1], w = cs[2], cout = cs[3], batch = 2;
             nn_conv_geom g = tu_conv_geom(cin, h, w, cs[4], cs[5], cs[6]);
-            int kdim = cin * g.k * g.k;
-            float *wt = rnd("w1", (size_t)cout * kdim, 1), *bias = rnd("b1", (size_t)cout, 0);
-            float *ap = malloc(nn_gemm_packed_a_size(cout, kdim) * sizeof(float));
-            float *tp = malloc(nn_gemm_packed_t_size(cout, kdim) * sizeof(float));
-            int *off = malloc((size_t)kdim * sizeof *off);
-            assert_true(ap && tp && off);
-            nn_gemm_pack_a(cout, kdim, wt, (size_t)kdim, ap);
-            nn_gemm_pack_t(cout, kdim, wt, (size_t)kdim, tp);
-            size_t need = nn_gemm_scratch_size(kdim);
-            if (nn_gemm_direct_t_scratch_size(0) > need) need = nn_gemm_direct_t_scratch_size(0);
-            float **sc = tu_scratch_new(nt, need);
+            conv_w cw = conv_w_new(cout, cin * g.k * g.k, nt, "w1");
             size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * g.oh * g.ow;
             float *in = rnd("img", nin, 1), *o1 = malloc(nout * sizeof *o1), *o2 = malloc(nout * sizeof *o2);
             size_t ntmp = nn_blk_image_tmp_floats(&g, batch);
             float *tmp = malloc(ntmp * sizeof *tmp);
             assert_true(o1 && o2 && tmp);
             nn_blk bout = blk_new(cout, batch, g.oh, g.ow, 1);
-            nn_epilogue ep = {.bias = bias, .relu = 1};
-            tu_conv_im2col(pool, ap, cout, &g, in, batch, o1, &ep, sc);
+            nn_epilogue ep = {.bias = cw.bias, .relu = 1};
+            tu_conv_im2col(pool, cw.ap, cout, &g, in, batch, o1, &ep, cw.sc);
             assert_true(nn_blk_image_conv_applies(&g, batch, cout));
             memset(tmp, 0xff, ntmp * sizeof *tmp); /* the padding must be written */
-            nn_blk_conv_image(pool, tp, cout, &g, in, batch, &bout, &ep, sc, tmp, off);
+            nn_blk_conv_image(pool, cw.tp, cout, &g, in, batch, &bout, &ep, cw.sc, tmp, cw.off);
             assert_border_zero(&bout);
             nn_blk_to_cnhw(pool, &bout, o2);
             if (memcmp(o1, o2, nout * sizeof *o1) != 0)
                 fail_msg("case %zu threads %d: first layer into the blocked layout differs", i, nt);
-            tu_gemm_scratch_free(sc, nt);
+            conv_w_free(&cw);
             free(in);
             free(o1);
             free(o2);
             free(tmp);
             free(bout.d);
-            free(ap);
-            free(tp);
-            free(off);
-            free(wt);
-            free(bias);
         }
         nn_pool_free(pool);
     }

@@ -1005,6 +1005,23 @@ static void run_planes(cwba_model *m, const plane_job *j, size_t total_floats)
         nn_pool_run(m->pool, plane_task, (void *)j);
 }
 
+/* The epilogue of unit i's convolution: its bias, and the batch norm and
+ * ReLU units that follow it within u1 (fused). Returns the last unit used. */
+static int conv_epilogue(const cwba_model *m, int i, int u1, nn_epilogue *ep)
+{
+    *ep = (nn_epilogue){.bias = m->units[i].conv.bias};
+    if (i + 1 <= u1 && m->units[i + 1].kind == U_BN) {
+        ep->alpha = m->units[i + 1].bn.alpha;
+        ep->beta = m->units[i + 1].bn.beta;
+        i++;
+    }
+    if (i + 1 <= u1 && m->units[i + 1].kind == U_RELU) {
+        ep->relu = 1;
+        i++;
+    }
+    return i;
+}
+
 /* Runs units u0..u1 on m->buf[*cur] (layout (C, batch, H, W)). */
 static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
 {
@@ -1014,16 +1031,8 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
         size_t plane = (size_t)batch * u->in_h * u->in_w; /* one channel */
         switch (u->kind) {
         case U_CONV: {
-            nn_epilogue ep = {.bias = u->conv.bias};
-            if (i + 1 <= u1 && m->units[i + 1].kind == U_BN) {
-                ep.alpha = m->units[i + 1].bn.alpha;
-                ep.beta = m->units[i + 1].bn.beta;
-                i++;
-            }
-            if (i + 1 <= u1 && m->units[i + 1].kind == U_RELU) {
-                ep.relu = 1;
-                i++;
-            }
+            nn_epilogue ep;
+            i = conv_epilogue(m, i, u1, &ep);
             int o = other_buf(*cur, -1, -1);
             conv_run(m, &u->conv, x, batch, u->in_h, u->in_w, m->buf[o], &ep);
             *cur = o;
@@ -1134,17 +1143,8 @@ static void run_units_blk(cwba_model *m, int u0, int u1, int batch, int *cur)
                     .pb = i > 0 ? m->units[i - 1].out_pb : 0};
         switch (u->kind) {
         case U_CONV: {
-            nn_epilogue ep = {.bias = u->conv.bias};
-            int last = i;
-            if (last + 1 <= u1 && m->units[last + 1].kind == U_BN) {
-                ep.alpha = m->units[last + 1].bn.alpha;
-                ep.beta = m->units[last + 1].bn.beta;
-                last++;
-            }
-            if (last + 1 <= u1 && m->units[last + 1].kind == U_RELU) {
-                ep.relu = 1;
-                last++;
-            }
+            nn_epilogue ep;
+            int last = conv_epilogue(m, i, u1, &ep);
             int o = other_buf(*cur, -1, -1);
             nn_blk y = unit_blk(m, i, batch, o, m->units[last].out_pb);
             if (i > 0) {
