@@ -229,8 +229,6 @@ void nn_blk_bn(nn_pool *pool, const nn_blk *t, const float *alpha, const float *
     run_rows(pool, &j);
 }
 
-int nn_blk_maxpool_applies(void) { return nn_isa_avx512(); }
-
 void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, int stride, int pad)
 {
     nn_blk_clear_border(out);

@@ -1110,6 +1110,9 @@ static nn_conv_geom conv_geom_at(const conv_layer *cv, int h, int w)
     return g;
 }
 
+/* nn_blk_conv_applies holds by construction here: use_blk (AVX-512, int
+ * offsets), blk_ok (a t-pack, so cout % 64 == 0, and cin % 16 == 0) and the
+ * borders, which compute_blocked makes as wide as the readers' padding. */
 static void blk_conv(cwba_model *m, const conv_layer *cv, const nn_blk *in, const nn_blk *out,
                      const nn_epilogue *ep, const nn_blk *res)
 {

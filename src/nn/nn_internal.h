@@ -334,8 +334,8 @@ void nn_blk_to_cnhw(nn_pool *pool, const nn_blk *src, float *dst);
 /* x = fmaf(x, alpha[c], beta[c]) (alpha NULL: skipped), then ReLU if relu,
  * on the interior. */
 void nn_blk_bn(nn_pool *pool, const nn_blk *t, const float *alpha, const float *beta, int relu);
-/* nn_maxpool's arithmetic on blocked tensors (AVX-512 only). */
-int nn_blk_maxpool_applies(void);
+/* nn_maxpool's arithmetic on blocked tensors (AVX-512 only, as the whole
+ * layout: the models use it only where nn_isa_avx512()). */
 void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, int stride, int pad);
 
 /* Where the channels-on-lanes product writes a blocked output (through
