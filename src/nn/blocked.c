@@ -238,21 +238,35 @@ void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, i
 
 /* ------------------------------------------------------------ convolution */
 
+/* Output positions j = (n, y, x) of an (oh, ow) plane, walked in order. */
+typedef struct pos_walk {
+    int oh, ow, n, y, x;
+} pos_walk;
+
+static pos_walk walk_at(int oh, int ow, long j0)
+{
+    const long ohw = (long)oh * ow;
+    return (pos_walk){.oh = oh, .ow = ow, .n = (int)(j0 / ohw), .y = (int)(j0 % ohw / ow),
+                      .x = (int)(j0 % ow)};
+}
+
+static void walk_next(pos_walk *w)
+{
+    if (++w->x == w->ow) {
+        w->x = 0;
+        if (++w->y == w->oh) {
+            w->y = 0;
+            w->n++;
+        }
+    }
+}
+
 static void final_pos(const void *vctx, long j0, int cnt, long *ooff, long *roff)
 {
     const nn_blk_store *s = vctx;
-    const long ohw = (long)s->oh * s->ow;
-    int n = (int)(j0 / ohw), y = (int)(j0 % ohw / s->ow), x = (int)(j0 % s->ow);
-    for (int j = 0; j < cnt; j++) {
-        ooff[j] = nn_blk_off(s->out, 0, n, y, x);
-        roff[j] = s->res ? nn_blk_off(s->res, 0, n, y, x) : 0;
-        if (++x == s->ow) {
-            x = 0;
-            if (++y == s->oh) {
-                y = 0;
-                n++;
-            }
-        }
+    for (pos_walk w = walk_at(s->oh, s->ow, j0); cnt > 0; cnt--, walk_next(&w)) {
+        *ooff++ = nn_blk_off(s->out, 0, w.n, w.y, w.x);
+        *roff++ = s->res ? nn_blk_off(s->res, 0, w.n, w.y, w.x) : 0;
     }
 }
 
@@ -287,18 +301,8 @@ typedef struct blk_conv_ctx {
 static void blk_pos(const void *vctx, long j0, int cnt, long *boff)
 {
     const blk_conv_ctx *c = vctx;
-    const long ohw = (long)c->st.oh * c->st.ow;
-    int n = (int)(j0 / ohw), y = (int)(j0 % ohw / c->st.ow), x = (int)(j0 % c->st.ow);
-    for (int j = 0; j < cnt; j++) {
-        boff[j] = nn_blk_off(c->in, 0, n, y * c->s - c->pad, x * c->s - c->pad);
-        if (++x == c->st.ow) {
-            x = 0;
-            if (++y == c->st.oh) {
-                y = 0;
-                n++;
-            }
-        }
-    }
+    for (pos_walk w = walk_at(c->st.oh, c->st.ow, j0); cnt > 0; cnt--, walk_next(&w))
+        *boff++ = nn_blk_off(c->in, 0, w.n, w.y * c->s - c->pad, w.x * c->s - c->pad);
 }
 
 void nn_blk_conv(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,
@@ -372,18 +376,8 @@ typedef struct image_pos_ctx {
 static void image_pos(const void *vctx, long j0, int cnt, long *boff)
 {
     const image_pos_ctx *c = vctx;
-    const long ohw = (long)c->oh * c->ow;
-    int n = (int)(j0 / ohw), y = (int)(j0 % ohw / c->ow), x = (int)(j0 % c->ow);
-    for (int j = 0; j < cnt; j++) {
-        boff[j] = ((long)n * c->hp + (long)y * c->s) * c->wp + (long)x * c->s;
-        if (++x == c->ow) {
-            x = 0;
-            if (++y == c->oh) {
-                y = 0;
-                n++;
-            }
-        }
-    }
+    for (pos_walk w = walk_at(c->oh, c->ow, j0); cnt > 0; cnt--, walk_next(&w))
+        *boff++ = ((long)w.n * c->hp + (long)w.y * c->s) * c->wp + (long)w.x * c->s;
 }
 
 void nn_blk_conv_image(nn_pool *pool, const float *tpack, int cout, const nn_conv_geom *g,

@@ -881,7 +881,8 @@ static void direct_t_task(void *vctx, int tid, int nt)
     const nn_tfinal *fin = g->fin;
     const int nkb = g->k > T_KC ? (g->k + T_KC - 1) / T_KC : 1;
     const int kb = g->k > 0 ? (g->k + nkb - 1) / nkb : 1;
-    tfin tf = {.relu = fin ? fin->relu : 0, .has_res = fin && fin->res};
+    tfin tf = {.relu = fin ? fin->relu : 0, .has_res = fin && fin->res,
+               .ostep = fin ? fin->ostep : 0, .rstep = fin ? fin->rstep : 0};
     for (long q0 = j0; q0 < j1; q0 += NN_T_CHUNK) {
         int cnt = (int)(j1 - q0 < NN_T_CHUNK ? j1 - q0 : NN_T_CHUNK);
         g->pos(g->ctx, q0, cnt, boff);
@@ -893,9 +894,8 @@ static void direct_t_task(void *vctx, int tid, int nt)
                 tf.bias = fin->bias ? fin->bias + r0 : NULL;
                 tf.alpha = fin->alpha ? fin->alpha + r0 : NULL;
                 tf.beta = fin->beta ? fin->beta + r0 : NULL;
-                tf.ostep = fin->ostep;
-                tf.rstep = fin->rstep;
             }
+            const long cb = (long)ob * (T_OC / 16); /* the tile's first channel block */
             for (int k0 = 0; k0 < g->k; k0 += kb) {
                 int kc = g->k - k0 < kb ? g->k - k0 : kb;
                 const int last = fin && k0 + kc == g->k;
@@ -917,7 +917,6 @@ static void direct_t_task(void *vctx, int tid, int nt)
                     for (int q = 0; q < P; q++) bp[q] = g->b + boff[j + q];
                     if (last)
                         for (int q = 0; q < P; q++) {
-                            const long cb = (long)ob * (T_OC / 16);
                             tf.op[q] = fin->out + ooff[j + q] + cb * fin->ostep;
                             tf.rp[q] = fin->res ? fin->res + roff[j + q] + cb * fin->rstep : NULL;
                         }
