@@ -157,6 +157,11 @@ static cwba_status model_load(cwba_arch arch, int size, cwba_model **m, double *
     *wbytes = weights_f32_bytes(w);
     st = cwba_model_create(arch, w, size, m, err);
     cwba_weights_free(w); /* the model keeps its own copy */
+    /* CWBA_BENCH_CONV=winograd: the models run with Winograd arithmetic */
+    const char *conv = getenv("CWBA_BENCH_CONV");
+    cwba_conv_algo algo = CWBA_CONV_DIRECT;
+    if (st == CWBA_OK && conv) st = cwba_conv_algo_parse(conv, &algo, err);
+    if (st == CWBA_OK) st = cwba_model_set_conv_algo(*m, algo, err);
     return st;
 }
 
@@ -310,7 +315,9 @@ static int serve_one(const char *dir, char *line)
 static int cmd_serve(const char *dir)
 {
     char line[512];
-    printf("{\"ok\":true,\"ready\":\"cwba\",\"threads\":%d}\n", cwba_get_threads());
+    const char *conv = getenv("CWBA_BENCH_CONV");
+    printf("{\"ok\":true,\"ready\":\"cwba\",\"threads\":%d,\"conv\":\"%s\"}\n", cwba_get_threads(),
+           conv && !strcmp(conv, "winograd") ? "winograd" : "direct");
     fflush(stdout);
     while (fgets(line, sizeof line, stdin))
         if (serve_one(dir, line)) break;

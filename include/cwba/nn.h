@@ -50,6 +50,25 @@ cwba_status cwba_model_forward_front(cwba_model *m, int split, const float *in, 
 cwba_status cwba_model_forward_back(cwba_model *m, int split, const float *feat, int batch,
                                     float *logits, cwba_error *err);
 
+/* Convolution arithmetic.
+ * CWBA_CONV_DIRECT (the default): every output is the fused-multiply-add
+ *   chain of its im2col dot product, the same bits on every path, CPU and
+ *   thread count.
+ * CWBA_CONV_WINOGRAD: 3x3, stride-1, pad-1 convolutions on even planes of
+ *   4x4 or more (VGG16 and ResNet18 but for their 7x7 layers; AlexNet has
+ *   none) run as Winograd F(2x2, 3x3), 1.2-1.8x faster per layer, on CPUs
+ *   with AVX-512 (elsewhere this setting changes nothing). Outputs differ
+ *   from DIRECT by a few float32 roundings (relative ~1e-6 per layer,
+ *   docs/architecture.md); they still do not depend on the thread count or
+ *   on how images are batched. Switching builds (or frees) the transformed
+ *   weights, 16/9 the size of those layers' weights. */
+typedef enum cwba_conv_algo { CWBA_CONV_DIRECT = 0, CWBA_CONV_WINOGRAD = 1 } cwba_conv_algo;
+cwba_status cwba_model_set_conv_algo(cwba_model *m, cwba_conv_algo algo, cwba_error *err);
+cwba_conv_algo cwba_model_conv_algo(const cwba_model *m);
+/* "direct" | "winograd" */
+cwba_status cwba_conv_algo_parse(const char *s, cwba_conv_algo *out, cwba_error *err);
+const char *cwba_conv_algo_name(cwba_conv_algo a);
+
 /* Deterministic synthetic weights for arch with num_classes outputs, bit-identical
  * to tools/make_reference.py (docs/synthetic-weights.md defines the generator). */
 cwba_status cwba_weights_synthetic(cwba_arch arch, int num_classes, uint64_t seed,

@@ -35,6 +35,7 @@ typedef struct conv_layer {
     char prefix[48];  /* torchvision module path, e.g. "layer2.0.downsample.0" */
     float *apack;     /* packed (cout, cin*k*k) */
     float *tpack;     /* the same packed for nn_gemm_direct_t_run, or NULL */
+    float *upack;     /* Winograd F(2x2, 3x3) weights (nn_wino_pack), or NULL */
     float *bias;      /* (cout) or NULL */
     int use_taps;     /* small plane with much padding: run through taps */
     nn_tapconv taps;
@@ -96,6 +97,10 @@ struct cwba_model {
     float *dirbuf;       /* padded input of the direct convolutions */
     size_t dir_floats;   /* its size */
     int *offbuf;         /* (max_kdim) their tap offsets */
+    cwba_conv_algo conv_algo;
+    float *wbuf;         /* Winograd transforms (nn_wino_tmp_floats) */
+    size_t wbuf_floats;
+    int *woff;           /* (threads, max cin) Winograd channel offsets */
     int ws_batch;
     float *buf[4];
     nn_pool *pool;
@@ -650,6 +655,7 @@ static void free_conv(conv_layer *c)
 {
     free(c->apack);
     free(c->tpack);
+    free(c->upack);
     free(c->bias);
     nn_tapconv_free(&c->taps);
 }
@@ -673,6 +679,11 @@ static void free_workspace(cwba_model *m)
     m->dir_floats = 0;
     free(m->offbuf);
     m->offbuf = NULL;
+    free(m->wbuf);
+    m->wbuf = NULL;
+    m->wbuf_floats = 0;
+    free(m->woff);
+    m->woff = NULL;
     m->ws_batch = 0;
     if (m->scratch) {
         for (int t = 0; t < nn_pool_size(m->pool); t++) free(m->scratch[t]);
@@ -834,6 +845,36 @@ static cwba_status ensure_threads(cwba_model *m, cwba_error *err)
     return CWBA_OK;
 }
 
+/* The Winograd path's transform buffers for `batch` (none with direct
+ * arithmetic); 1 when memory is short. */
+static int wino_workspace(cwba_model *m, int batch)
+{
+    free(m->wbuf);
+    m->wbuf = NULL;
+    m->wbuf_floats = 0;
+    free(m->woff);
+    m->woff = NULL;
+    if (m->conv_algo != CWBA_CONV_WINOGRAD) return 0;
+    int nt = nn_pool_size(m->pool), max_cin = 0;
+    size_t need = 0;
+    for (int i = 0; i < m->nunits; i++) {
+        const conv_layer *cs[3];
+        int nc = unit_convs(&m->units[i], cs);
+        for (int j = 0; j < nc; j++) {
+            if (!cs[j]->upack) continue;
+            size_t t = nn_wino_tmp_floats(&cs[j]->geom, batch, nt);
+            if (t > need) need = t;
+            if (cs[j]->cin > max_cin) max_cin = cs[j]->cin;
+        }
+    }
+    if (!need) return 0;
+    m->wbuf = nn_alloc_floats(need);
+    m->woff = malloc((size_t)nt * (size_t)max_cin * sizeof(int));
+    if (!m->wbuf || !m->woff) return 1;
+    m->wbuf_floats = need;
+    return 0;
+}
+
 /* Thread pool, per-thread packing scratch and four activation buffers big
  * enough for `batch`; grown here, never inside the layer loop. */
 static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
@@ -875,6 +916,8 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
         }
     }
     if (m->dir_floats && !(m->dirbuf = nn_alloc_floats(m->dir_floats)))
+        return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
+    if (wino_workspace(m, batch))
         return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
     if (!m->offbuf && !(m->offbuf = malloc((size_t)(m->max_kdim > 0 ? m->max_kdim : 1) * sizeof(int))))
         return cwba_fail(err, CWBA_E_NOMEM, "out of memory (workspace for batch %d)", batch);
@@ -1117,6 +1160,12 @@ static void blk_conv(cwba_model *m, const conv_layer *cv, const nn_blk *in, cons
                      const nn_epilogue *ep, const nn_blk *res)
 {
     nn_conv_geom g = conv_geom_at(cv, in->h, in->w);
+    if (cv->upack && m->wbuf && nn_wino_applies(&g, cv->cout, in) &&
+        nn_wino_tmp_floats(&g, in->n, nn_pool_size(m->pool)) <= m->wbuf_floats) {
+        nn_wino_conv(m->pool, cv->upack, cv->cout, &g, in, out, ep, res, m->scratch, m->wbuf,
+                     m->woff);
+        return;
+    }
     nn_blk_conv(m->pool, cv->tpack, cv->cout, &g, in, out, ep, res, m->scratch, m->offbuf);
 }
 
@@ -1332,11 +1381,109 @@ static cwba_status check_split(const cwba_model *m, int split, const char *fn, c
     return CWBA_OK;
 }
 
+/* ------------------------------------------------- convolution arithmetic */
+
+/* The (m, k) weights back from nn_gemm_pack_t's layout. */
+static void unpack_t(const float *tpack, int m, int k, float *w)
+{
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++)
+            w[(size_t)i * k + p] = tpack[((size_t)(i / NN_T_OC) * k + p) * NN_T_OC + i % NN_T_OC];
+}
+
+static int wino_layer(const conv_layer *c)
+{
+    return c->tpack && c->k == 3 && c->stride == 1 && c->pad == 1 && c->cin % NN_CB == 0 &&
+           c->cout % NN_T_OC == 0;
+}
+
+static void free_upacks(cwba_model *m)
+{
+    for (int i = 0; i < m->nunits; i++) {
+        unit *u = &m->units[i];
+        conv_layer *cs[3] = {&u->conv, &u->conv2, &u->down};
+        for (int j = 0; j < 3; j++) {
+            free(cs[j]->upack);
+            cs[j]->upack = NULL;
+        }
+    }
+}
+
+cwba_status cwba_model_set_conv_algo(cwba_model *m, cwba_conv_algo algo, cwba_error *err)
+{
+    if (!m) return cwba_fail(err, CWBA_E_ARG, "cwba_model_set_conv_algo: NULL model");
+    if (algo != CWBA_CONV_DIRECT && algo != CWBA_CONV_WINOGRAD)
+        return cwba_fail(err, CWBA_E_ARG, "cwba_model_set_conv_algo: unknown algorithm %d",
+                         (int)algo);
+    if (algo == m->conv_algo) return CWBA_OK;
+    if (algo == CWBA_CONV_WINOGRAD) {
+        for (int i = 0; i < m->nunits; i++) {
+            unit *u = &m->units[i];
+            conv_layer *cs[3] = {&u->conv, &u->conv2, &u->down};
+            for (int j = 0; j < 3; j++) {
+                conv_layer *c = cs[j];
+                if (!wino_layer(c) || c->upack) continue;
+                const int kdim = c->cin * 9;
+                float *w = malloc(sizeof(float) * (size_t)c->cout * (size_t)kdim);
+                c->upack = w ? nn_alloc_floats(nn_wino_packed_size(c->cout, c->cin)) : NULL;
+                if (c->upack) unpack_t(c->tpack, c->cout, kdim, w);
+                int ok = c->upack && nn_wino_pack(c->cout, c->cin, w, c->upack);
+                free(w);
+                if (!ok) {
+                    free_upacks(m);
+                    return cwba_fail(err, CWBA_E_NOMEM, "out of memory (Winograd weights)");
+                }
+            }
+        }
+    } else {
+        free_upacks(m);
+    }
+    m->conv_algo = algo;
+    m->ws_batch = 0; /* the workspace is rebuilt for the new arithmetic */
+    return CWBA_OK;
+}
+
+cwba_conv_algo cwba_model_conv_algo(const cwba_model *m) { return m->conv_algo; }
+
+cwba_status cwba_conv_algo_parse(const char *s, cwba_conv_algo *out, cwba_error *err)
+{
+    if (s && !strcmp(s, "direct")) *out = CWBA_CONV_DIRECT;
+    else if (s && !strcmp(s, "winograd")) *out = CWBA_CONV_WINOGRAD;
+    else
+        return cwba_fail(err, CWBA_E_ARG, "unknown convolution arithmetic '%s' (direct, winograd)",
+                         s ? s : "(null)");
+    return CWBA_OK;
+}
+
+const char *cwba_conv_algo_name(cwba_conv_algo a)
+{
+    return a == CWBA_CONV_WINOGRAD ? "winograd" : "direct";
+}
+
+/* Images per call: with Winograd arithmetic a batch too large for the
+ * blocked layout's int offsets (the only layout with that arithmetic) runs
+ * in slices that fit, so that results do not depend on the batch. */
+static int slice_of(const cwba_model *m, int batch)
+{
+    if (m->conv_algo != CWBA_CONV_WINOGRAD || !m->blk_ok || m->max_blk == 0) return batch;
+    size_t lim = (size_t)INT_MAX / m->max_blk;
+    return (size_t)batch > lim ? (int)(lim > 0 ? lim : 1) : batch;
+}
+
 cwba_status cwba_model_forward(cwba_model *m, const float *in, int batch, float *logits,
                                cwba_error *err)
 {
     cwba_status st = check_call(m, in, batch, logits, "cwba_model_forward", err);
-    if (!st) st = ensure_workspace(m, batch, err);
+    if (st) return st;
+    const int sl = slice_of(m, batch);
+    if (sl < batch) {
+        const size_t per = 3 * (size_t)m->input_size * m->input_size;
+        for (int b0 = 0; b0 < batch && !st; b0 += sl)
+            st = cwba_model_forward(m, in + (size_t)b0 * per, batch - b0 < sl ? batch - b0 : sl,
+                                    logits + (size_t)b0 * m->num_classes, err);
+        return st;
+    }
+    st = ensure_workspace(m, batch, err);
     if (st) return st;
     int cur = 0;
     to_cnhw(m, in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
@@ -1350,9 +1497,20 @@ cwba_status cwba_model_forward_front(cwba_model *m, int split, const float *in, 
 {
     cwba_status st = check_call(m, in, batch, feat, "cwba_model_forward_front", err);
     if (!st) st = check_split(m, split, "cwba_model_forward_front", err);
-    if (!st) st = ensure_workspace(m, batch, err);
     if (st) return st;
     int cur = 0, u = m->splits[split].unit;
+    const int sl = slice_of(m, batch);
+    if (sl < batch) {
+        const size_t per = 3 * (size_t)m->input_size * m->input_size;
+        const size_t fper = (size_t)m->units[u].out_c * m->units[u].out_h * m->units[u].out_w;
+        for (int b0 = 0; b0 < batch && !st; b0 += sl)
+            st = cwba_model_forward_front(m, split, in + (size_t)b0 * per,
+                                          batch - b0 < sl ? batch - b0 : sl,
+                                          feat + (size_t)b0 * fper, err);
+        return st;
+    }
+    st = ensure_workspace(m, batch, err);
+    if (st) return st;
     to_cnhw(m, in, batch, 3, (size_t)m->input_size * m->input_size, m->buf[cur]);
     run_range(m, 0, u, batch, &cur);
     const unit *su = &m->units[u];
@@ -1365,10 +1523,20 @@ cwba_status cwba_model_forward_back(cwba_model *m, int split, const float *feat,
 {
     cwba_status st = check_call(m, feat, batch, logits, "cwba_model_forward_back", err);
     if (!st) st = check_split(m, split, "cwba_model_forward_back", err);
-    if (!st) st = ensure_workspace(m, batch, err);
     if (st) return st;
     int cur = 0, u = m->splits[split].unit;
     const unit *su = &m->units[u];
+    const int sl = slice_of(m, batch);
+    if (sl < batch) {
+        const size_t fper = (size_t)su->out_c * su->out_h * su->out_w;
+        for (int b0 = 0; b0 < batch && !st; b0 += sl)
+            st = cwba_model_forward_back(m, split, feat + (size_t)b0 * fper,
+                                         batch - b0 < sl ? batch - b0 : sl,
+                                         logits + (size_t)b0 * m->num_classes, err);
+        return st;
+    }
+    st = ensure_workspace(m, batch, err);
+    if (st) return st;
     to_cnhw(m, feat, batch, su->out_c, (size_t)su->out_h * su->out_w, m->buf[cur]);
     run_range(m, u + 1, m->nunits - 1, batch, &cur);
     run_head(m, batch, cur, logits);

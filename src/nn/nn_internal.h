@@ -365,6 +365,21 @@ void nn_blk_conv_image(nn_pool *pool, const float *tpack, int cout, const nn_con
                        const float *in, int batch, const nn_blk *out, const nn_epilogue *ep,
                        float *const *scratch, float *tmp, int *off);
 
+/* Winograd F(2x2, 3x3) convolution of a blocked input to a blocked output
+ * (winograd.c): 3x3, stride 1, pad 1, even planes. Not the direct
+ * convolution's arithmetic (within a few roundings of it, see winograd.c);
+ * identical at any thread count. upack: nn_wino_pack's output for the
+ * (cout, cin, 3, 3) weights (0: memory short); tmp holds
+ * nn_wino_tmp_floats for the pool's size; scratch as nn_blk_conv; off
+ * holds cin ints per thread. */
+int nn_wino_applies(const nn_conv_geom *g, int cout, const nn_blk *in);
+size_t nn_wino_packed_size(int cout, int cin);
+int nn_wino_pack(int cout, int cin, const float *w, float *dst);
+size_t nn_wino_tmp_floats(const nn_conv_geom *g, int batch, int nthreads);
+void nn_wino_conv(nn_pool *pool, const float *upack, int cout, const nn_conv_geom *g,
+                  const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
+                  float *const *scratch, float *tmp, int *off);
+
 /* Max pooling (PyTorch semantics: padding never wins, NaN propagates) on
  * `planes` planes (h, w) -> (oh, ow). */
 void nn_maxpool(const float *in, int planes, int h, int w, int k, int stride, int pad, float *out,

@@ -1,0 +1,258 @@
+/* Winograd F(2x2, 3x3) convolution on channel-blocked tensors (Lavin and
+ * Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+ *
+ * A 3x3, stride-1, pad-1 convolution computes each 2x2 output tile from the
+ * 4x4 input tile around it: Y = A^T [ (G g G^T) . (B^T d B) ] A, summed over
+ * the input channels. The 16 products (.) of one tile are 16 independent
+ * matrix products over the channels, (cout, cin) x (cin, tiles), run by the
+ * channels-on-lanes kernel (nn_gemm_direct_t_run): 16 multiply-adds per
+ * tile and channel pair where the direct convolution needs 36, 2.25x fewer.
+ *
+ * Numerics: this is NOT the direct convolution's arithmetic. The input and
+ * output transforms add and subtract (B and A hold 0 and +-1 only), the
+ * weight transform (G holds +-1/2) is computed in double and rounded once,
+ * so every output differs from the direct chain by a few float32 roundings
+ * of the terms' magnitude; tests/test_nn_winograd.c bounds it. Each output
+ * is still one fixed sequence of operations, whatever the thread count or
+ * the band a tile falls in, so results are identical at any thread count.
+ * The models use it only when asked (cwba_model_set_conv).
+ *
+ * Tiles t = (n, ty, tx) are taken in bands of at most `band` tiles: the
+ * input transform writes V[e][cb][t][16] (e = 0..15 the transform's
+ * element), the 16 products write M[e][ob][t][16], the output transform
+ * reads M and writes the blocked output through the epilogue. */
+#include "nn/nn_internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WG_E 16
+
+int nn_wino_applies(const nn_conv_geom *g, int cout, const nn_blk *in)
+{
+    return nn_isa_avx512() && g->k == 3 && g->stride == 1 && g->pad == 1 && in->pb >= 1 &&
+           g->h == in->h && g->w == in->w && g->oh == g->h && g->ow == g->w && g->h % 2 == 0 &&
+           g->w % 2 == 0 && g->h >= 4 && g->w >= 4 && g->cin == in->c && g->cin % NN_CB == 0 &&
+           cout > 0 && cout % NN_T_OC == 0 &&
+           nn_blk_floats(in->c, in->n, in->h, in->w, in->pb) <= INT_MAX;
+}
+
+size_t nn_wino_packed_size(int cout, int cin) { return WG_E * nn_gemm_packed_t_size(cout, cin); }
+
+int nn_wino_pack(int cout, int cin, const float *w, float *dst)
+{
+    /* U_e(o, c) = (G g G^T)[e / 4][e % 4], G = [1 0 0; 1/2 1/2 1/2;
+     * 1/2 -1/2 1/2; 0 0 1], in double, rounded once. */
+    static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    float *u = malloc(sizeof(float) * WG_E * (size_t)cout * (size_t)cin);
+    if (!u) return 0;
+    const size_t plane = (size_t)cout * (size_t)cin;
+    for (size_t oc = 0; oc < plane; oc++) {
+        const float *g = w + oc * 9;
+        double gg[4][3];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 3; j++)
+                gg[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                u[(size_t)(i * 4 + j) * plane + oc] =
+                    (float)(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
+    }
+    const size_t ps = nn_gemm_packed_t_size(cout, cin);
+    for (int e = 0; e < WG_E; e++)
+        nn_gemm_pack_t(cout, cin, u + (size_t)e * plane, (size_t)cin, dst + (size_t)e * ps);
+    free(u);
+    return 1;
+}
+
+/* Tiles per band: a thread's transformed input of a band, WG_E * cin * 16
+ * floats per tile... of 16 channels, kept to about BAND_BYTES (in L2), but
+ * at least BAND_MIN tiles so that each 64-row weight panel read from the
+ * last-level cache serves enough positions, and bands spread evenly over
+ * the threads. */
+#define BAND_BYTES (768L << 10)
+#define BAND_MIN 24
+#define BAND_MAX 240 /* NN_T_CHUNK: one chunk per product */
+
+static long band_tiles(int cin, long tiles, int nt)
+{
+    long b = BAND_BYTES / ((long)WG_E * cin * (long)sizeof(float));
+    if (b < BAND_MIN) b = BAND_MIN;
+    if (b > BAND_MAX) b = BAND_MAX;
+    long per_thread = (tiles + nt - 1) / nt;
+    if (b > per_thread) b = per_thread;
+    long nb = (tiles + b - 1) / b; /* equal bands */
+    return (tiles + nb - 1) / nb;
+}
+
+/* Per thread: V (WG_E, cin, band) and M (WG_E, 64, band). */
+static size_t thread_floats(int cin, long band)
+{
+    return (size_t)WG_E * ((size_t)cin + NN_T_OC) * (size_t)band;
+}
+
+size_t nn_wino_tmp_floats(const nn_conv_geom *g, int batch, int nthreads)
+{
+    long tiles = (long)batch * (g->h / 2) * (g->w / 2);
+    return (size_t)nthreads * thread_floats(g->cin, band_tiles(g->cin, tiles, nthreads));
+}
+
+typedef struct wino_ctx {
+    const nn_conv_geom *g;
+    const nn_blk *in, *out, *res;
+    const nn_epilogue *ep;
+    const float *upack;
+    size_t ps;        /* floats per element's packed weights */
+    int cout, th, tw;
+    long tiles, band;
+    float *tmp;
+    float *const *scratch;
+    int *off;         /* (nt, cin) */
+} wino_ctx;
+
+/* Tile t as (n, ty, tx). */
+static void tile_of(const wino_ctx *c, long t, int *n, int *ty, int *tx)
+{
+    long per = (long)c->th * c->tw;
+    *n = (int)(t / per);
+    *ty = (int)(t % per / c->tw);
+    *tx = (int)(t % c->tw);
+}
+
+static void band_pos(const void *vctx, long j0, int cnt, long *boff)
+{
+    (void)vctx;
+    for (int i = 0; i < cnt; i++) boff[i] = (j0 + i) * NN_CB;
+}
+
+static void band_opos(const void *vctx, long j0, int cnt, long *ooff, long *roff)
+{
+    (void)vctx;
+    for (int i = 0; i < cnt; i++) {
+        ooff[i] = (j0 + i) * NN_CB;
+        roff[i] = 0;
+    }
+}
+
+#ifdef NN_X86
+/* V[e][cb][tb][16] = (B^T d B)[e] for the band's tiles t0 + tb. */
+__attribute__((target("avx512f"))) static void in_transform(const wino_ctx *c, long t0, long nb,
+                                                           float *v)
+{
+    const long wp16 = nn_blk_wp(c->in) * NN_CB, estep = (long)c->g->cin * nb;
+    for (int cb = 0; cb < c->g->cin / NN_CB; cb++)
+        for (long tb = 0; tb < nb; tb++) {
+            int n, ty, tx;
+            tile_of(c, t0 + tb, &n, &ty, &tx);
+            const float *p = c->in->d + nn_blk_off(c->in, cb, n, 2 * ty - 1, 2 * tx - 1);
+            __m512 t[4][4];
+            for (int j = 0; j < 4; j++) { /* B^T d, column by column */
+                const float *q = p + j * NN_CB;
+                __m512 d0 = _mm512_loadu_ps(q), d1 = _mm512_loadu_ps(q + wp16);
+                __m512 d2 = _mm512_loadu_ps(q + 2 * wp16), d3 = _mm512_loadu_ps(q + 3 * wp16);
+                t[0][j] = _mm512_sub_ps(d0, d2);
+                t[1][j] = _mm512_add_ps(d1, d2);
+                t[2][j] = _mm512_sub_ps(d2, d1);
+                t[3][j] = _mm512_sub_ps(d1, d3);
+            }
+            float *o = v + ((long)cb * nb + tb) * NN_CB;
+            for (int i = 0; i < 4; i++) { /* (B^T d) B, row by row */
+                float *oi = o + (long)(4 * i) * estep;
+                _mm512_storeu_ps(oi, _mm512_sub_ps(t[i][0], t[i][2]));
+                _mm512_storeu_ps(oi + estep, _mm512_add_ps(t[i][1], t[i][2]));
+                _mm512_storeu_ps(oi + 2 * estep, _mm512_sub_ps(t[i][2], t[i][1]));
+                _mm512_storeu_ps(oi + 3 * estep, _mm512_sub_ps(t[i][1], t[i][3]));
+            }
+        }
+}
+
+/* Output channel blocks ob*4 .. ob*4+3 of the band's tiles from
+ * M[e][q][tb][16]: A^T m A, then the epilogue, into the blocked output. */
+__attribute__((target("avx512f"))) static void out_transform(const wino_ctx *c, long t0, long nb,
+                                                            int ob, const float *mm)
+{
+    const long estep = (long)NN_T_OC * nb;
+    const nn_epilogue *ep = c->ep;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int q = 0; q < NN_T_OC / NN_CB; q++) {
+        const int cb = ob * (NN_T_OC / NN_CB) + q, c0 = cb * NN_CB;
+        const __m512 b = ep->bias ? _mm512_loadu_ps(ep->bias + c0) : zero;
+        const __m512 a = ep->alpha ? _mm512_loadu_ps(ep->alpha + c0) : zero;
+        const __m512 e = ep->alpha && ep->beta ? _mm512_loadu_ps(ep->beta + c0) : zero;
+        for (long tb = 0; tb < nb; tb++) {
+            int n, ty, tx;
+            tile_of(c, t0 + tb, &n, &ty, &tx);
+            const float *m = mm + ((long)q * nb + tb) * NN_CB;
+            __m512 s[2][4];
+            for (int j = 0; j < 4; j++) { /* A^T m, column by column */
+                __m512 m0 = _mm512_loadu_ps(m + (long)j * estep);
+                __m512 m1 = _mm512_loadu_ps(m + (long)(4 + j) * estep);
+                __m512 m2 = _mm512_loadu_ps(m + (long)(8 + j) * estep);
+                __m512 m3 = _mm512_loadu_ps(m + (long)(12 + j) * estep);
+                s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            for (int i = 0; i < 2; i++) { /* (A^T m) A, row by row */
+                __m512 y[2];
+                y[0] = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
+                y[1] = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
+                for (int j = 0; j < 2; j++) {
+                    const int oy = 2 * ty + i, ox = 2 * tx + j;
+                    const float *r = c->res ? c->res->d + nn_blk_off(c->res, cb, n, oy, ox) : NULL;
+                    _mm512_storeu_ps(c->out->d + nn_blk_off(c->out, cb, n, oy, ox),
+                                     nn_epi16(y[j], ep->bias != NULL, b, ep->alpha != NULL, a, e,
+                                              r, ep->relu));
+                }
+            }
+        }
+    }
+}
+
+static void wino_task(void *vctx, int tid, int nt)
+{
+    const wino_ctx *c = vctx;
+    const int cin = c->g->cin;
+    const long nbands = (c->tiles + c->band - 1) / c->band;
+    const long b0 = nbands * tid / nt, b1 = nbands * (tid + 1) / nt;
+    float *v = c->tmp + (size_t)tid * thread_floats(cin, c->band);
+    float *mm = v + (size_t)WG_E * cin * c->band;
+    int *off = c->off + (size_t)tid * cin;
+    for (long bi = b0; bi < b1; bi++) {
+        const long t0 = bi * c->band, nb = c->tiles - t0 < c->band ? c->tiles - t0 : c->band;
+        in_transform(c, t0, nb, v);
+        for (int ci = 0; ci < cin; ci++) off[ci] = (int)((ci / NN_CB) * nb * NN_CB + ci % NN_CB);
+        for (int ob = 0; ob < c->cout / NN_T_OC; ob++) {
+            for (int e = 0; e < WG_E; e++) {
+                nn_tfinal fin = {.out = mm + (size_t)e * NN_T_OC * nb, .ostep = nb * NN_CB,
+                                 .opos = band_opos};
+                nn_gemm_direct_t gt = {.m = NN_T_OC, .k = cin, .npos = nb,
+                                       .wt = c->upack + (size_t)e * c->ps + (size_t)ob * NN_T_OC * cin,
+                                       .b = v + (size_t)e * cin * nb, .off = off,
+                                       .pos = band_pos, .fin = &fin};
+                nn_gemm_direct_t_run(NULL, &gt, c->scratch + tid);
+            }
+            out_transform(c, t0, nb, ob, mm);
+        }
+    }
+}
+#endif
+
+void nn_wino_conv(nn_pool *pool, const float *upack, int cout, const nn_conv_geom *g,
+                  const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
+                  float *const *scratch, float *tmp, int *off)
+{
+#ifdef NN_X86
+    const int nt = nn_pool_size(pool);
+    wino_ctx c = {.g = g, .in = in, .out = out, .res = res, .ep = ep, .upack = upack,
+                  .ps = nn_gemm_packed_t_size(cout, g->cin), .cout = cout, .th = g->h / 2,
+                  .tw = g->w / 2, .tmp = tmp, .scratch = scratch, .off = off};
+    c.tiles = (long)in->n * c.th * c.tw;
+    c.band = band_tiles(g->cin, c.tiles, nt);
+    nn_blk_clear_border(out);
+    nn_pool_run(pool, wino_task, &c);
+#else
+    (void)pool, (void)upack, (void)cout, (void)g, (void)in, (void)out, (void)ep, (void)res;
+    (void)scratch, (void)tmp, (void)off;
+#endif
+}
