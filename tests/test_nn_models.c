@@ -446,6 +446,92 @@ static void test_blocked_layout_agrees(void **state)
     cwba_set_threads(1);
 }
 
+/* ------------------------------------------------- Winograd arithmetic */
+
+/* cwba_model_set_conv_algo(WINOGRAD): logits within a small tolerance of
+ * the direct ones (and, with AVX-512, not equal to them: the path ran), the
+ * same bits however batched and at 1 and 2 threads, and the direct bits
+ * back when switched off. */
+static void wino_case(cwba_model *m, const char *split, const char *const *splits, int nsplits)
+{
+    const int batch = 3, k = cwba_model_num_classes(m);
+    cwba_error err;
+    float *x = input(m, batch, "wino-input");
+    float *yd = malloc((size_t)batch * k * sizeof *yd), *yw = malloc((size_t)batch * k * sizeof *yw);
+    float *y2 = malloc((size_t)batch * k * sizeof *y2);
+    assert_true(yd && yw && y2);
+    assert_int_equal(cwba_model_conv_algo(m), CWBA_CONV_DIRECT);
+    assert_int_equal(cwba_model_forward(m, x, batch, yd, &err), CWBA_OK);
+    assert_int_equal(cwba_model_set_conv_algo(m, CWBA_CONV_WINOGRAD, &err), CWBA_OK);
+    assert_int_equal(cwba_model_conv_algo(m), CWBA_CONV_WINOGRAD);
+    assert_int_equal(cwba_model_forward(m, x, batch, yw, &err), CWBA_OK);
+    double scale = 0, diff = 0;
+    for (int i = 0; i < batch * k; i++) {
+        if (fabs(yd[i]) > scale) scale = fabs(yd[i]);
+        if (fabs((double)yd[i] - yw[i]) > diff) diff = fabs((double)yd[i] - yw[i]);
+    }
+    print_message("%s: Winograd logits differ from direct by %.3g (largest logit %.3g)\n",
+                  cwba_arch_name(cwba_model_arch(m)), diff, scale);
+    if (!(diff <= 1e-4 * scale)) fail_msg("Winograd logits off by %g of %g", diff, scale);
+    if (nn_isa_avx512() && diff == 0) fail_msg("Winograd arithmetic did not run");
+    check_batching(m, splits, nsplits);
+    check_threads(m, split);
+    assert_int_equal(cwba_model_set_conv_algo(m, CWBA_CONV_DIRECT, &err), CWBA_OK);
+    assert_int_equal(cwba_model_forward(m, x, batch, y2, &err), CWBA_OK);
+    assert_memory_equal(y2, yd, (size_t)batch * k * sizeof *y2);
+    free(x);
+    free(yd);
+    free(yw);
+    free(y2);
+}
+
+static void wino_case_none(cwba_model *m)
+{
+    const int k = cwba_model_num_classes(m);
+    cwba_error err;
+    float *x = input(m, 2, "wino-input");
+    float *yd = malloc((size_t)2 * k * sizeof *yd), *yw = malloc((size_t)2 * k * sizeof *yw);
+    assert_true(yd && yw);
+    assert_int_equal(cwba_model_forward(m, x, 2, yd, &err), CWBA_OK);
+    assert_int_equal(cwba_model_set_conv_algo(m, CWBA_CONV_WINOGRAD, &err), CWBA_OK);
+    assert_int_equal(cwba_model_forward(m, x, 2, yw, &err), CWBA_OK);
+    assert_int_equal(cwba_model_set_conv_algo(m, CWBA_CONV_DIRECT, &err), CWBA_OK);
+    assert_memory_equal(yd, yw, (size_t)2 * k * sizeof *yd);
+    free(x);
+    free(yd);
+    free(yw);
+}
+
+static void test_winograd_models(void **state)
+{
+    fixture *f = *state;
+    static const char *const rs[] = {"conv1", "layer1.0", "layer2", "layer3"};
+    wino_case(f->resnet64, "layer2", rs, 4);
+    static const char *const vs[] = {"features.4", "features.17", "features.30"};
+    wino_case(f->vgg32, "features.23", vs, 3);
+    /* AlexNet has no layer the transform applies to: the same bits. */
+    wino_case_none(f->alexnet64);
+}
+
+static void test_conv_algo_api(void **state)
+{
+    fixture *f = *state;
+    cwba_error err;
+    cwba_conv_algo a = CWBA_CONV_DIRECT;
+    assert_int_equal(cwba_conv_algo_parse("winograd", &a, &err), CWBA_OK);
+    assert_int_equal(a, CWBA_CONV_WINOGRAD);
+    assert_string_equal(cwba_conv_algo_name(a), "winograd");
+    assert_int_equal(cwba_conv_algo_parse("direct", &a, &err), CWBA_OK);
+    assert_int_equal(a, CWBA_CONV_DIRECT);
+    assert_string_equal(cwba_conv_algo_name(a), "direct");
+    assert_int_equal(cwba_conv_algo_parse("fft", &a, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "fft"));
+    assert_int_equal(cwba_conv_algo_parse(NULL, &a, &err), CWBA_E_ARG);
+    assert_int_equal(cwba_model_set_conv_algo(NULL, CWBA_CONV_WINOGRAD, &err), CWBA_E_ARG);
+    assert_int_equal(cwba_model_set_conv_algo(f->resnet32, (cwba_conv_algo)7, &err), CWBA_E_ARG);
+    assert_int_equal(cwba_model_conv_algo(f->resnet32), CWBA_CONV_DIRECT);
+}
+
 /* ------------------------------------------------------------ validation */
 
 /* A copy of src without `skip`; NULL skip copies everything. */
@@ -572,6 +658,8 @@ int main(void)
         cmocka_unit_test(test_thread_invariance),
         cmocka_unit_test(test_kernel_paths_agree),
         cmocka_unit_test(test_blocked_layout_agrees),
+        cmocka_unit_test(test_winograd_models),
+        cmocka_unit_test(test_conv_algo_api),
         cmocka_unit_test(test_weight_validation),
         cmocka_unit_test(test_input_size_limits),
     };
