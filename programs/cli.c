@@ -272,6 +272,9 @@ int cli_model_open(const cli_opts *o, cli_model *cm)
     }
     cwba_status st = cwba_model_create(cm->arch, w, (int)input_size, &cm->model, &err);
     cwba_weights_free(w);
+    cwba_conv_algo algo = CWBA_CONV_DIRECT;
+    if (!st && cli_has(o, "conv")) st = cwba_conv_algo_parse(cli_get(o, "conv"), &algo, &err);
+    if (!st) st = cwba_model_set_conv_algo(cm->model, algo, &err);
     if (st) {
         cli_model_close(cm);
         return cli_fail_status(&err);

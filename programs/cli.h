@@ -21,7 +21,9 @@ typedef struct cli_optdef {
 #define CLI_MODEL_OPTIONS                                                                        \
     {"model", 1, "alexnet | vgg16 | resnet18"},                                                  \
         {"weights", 1, "weights file (default: the reference model in models/)"},               \
-        {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"}
+        {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"}, \
+        {"conv", 1, "convolution arithmetic: direct (default: the same bits everywhere) | "       \
+                    "winograd (3x3 layers 1.2-1.8x faster, within ~1e-6 relative; AVX-512)"}
 /* The allocation's priority weights and DoReFa's clip (SPEC defaults). */
 #define CLI_ALLOC_OPTIONS                                                                        \
     {"alpha", 1, "weight of the mean priority (default 0.9)"},                                   \
@@ -78,7 +80,7 @@ typedef struct cli_model {
     cwba_card card;         /* valid when is_reference */
 } cli_model;
 
-/* --model M [--weights F] [--input-size S]. Default weights: the reference
+/* --model M [--weights F] [--input-size S] [--conv A]. Default weights: the reference
  * model from the models directory ($CWBA_MODELS or the source tree's models/),
  * verified against its card's sha256. Returns 0 or prints and returns 1/2. */
 int cli_model_open(const cli_opts *o, cli_model *cm);

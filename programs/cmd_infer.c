@@ -142,7 +142,8 @@ int cmd_infer(int argc, char **argv)
             printf("\"top1\":%.6f,", top1);
         else
             printf("\"top1\":null,");
-        printf("\"seconds_per_image\":%.6g,\"threads\":%ld}\n", secs, threads);
+        printf("\"seconds_per_image\":%.6g,\"conv\":\"%s\",\"threads\":%ld}\n", secs,
+               cwba_conv_algo_name(cwba_model_conv_algo(cm.model)), threads);
     } else {
         printf("model %s  weights %s  images %d\n", cwba_arch_name(cm.arch), cm.weights_path, N);
         if (labelled)

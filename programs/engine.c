@@ -182,6 +182,7 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
     int nslots = nmethods * nbits;
     memset(sum, 0, sizeof *sum);
     sum->C = C;
+    sum->conv = cwba_model_conv_algo(m);
     sum->H = be.H;
     sum->W = be.W;
     for (int i = 0; i < nmethods; i++)
@@ -391,8 +392,8 @@ void engine_print_json(FILE *f, const char *model, const char *split, const engi
     else
         fprintf(f, "\"stream_bytes\":null,\"stream_bits_per_element\":null,"
                    "\"stream_bytes_adaptive\":null,\"stream_bits_per_element_adaptive\":null,");
-    fprintf(f, "\"passes_per_image\":%.3f,\"seconds_per_image\":%.6g,\"threads\":%d}\n",
-            (double)r->passes / N, r->seconds / N, cwba_get_threads());
+    fprintf(f, "\"passes_per_image\":%.3f,\"seconds_per_image\":%.6g,\"conv\":\"%s\",\"threads\":%d}\n",
+            (double)r->passes / N, r->seconds / N, cwba_conv_algo_name(s->conv), cwba_get_threads());
 }
 
 void engine_print_table(FILE *f, const char *model, const char *split, int C, int H, int W,
@@ -400,6 +401,7 @@ void engine_print_table(FILE *f, const char *model, const char *split, int C, in
                         const engine_summary *s)
 {
     fprintf(f, "%s %s (%dx%dx%d), %ld images", model, split, C, H, W, s->images);
+    if (s->conv != CWBA_CONV_DIRECT) fprintf(f, ", %s convolutions", cwba_conv_algo_name(s->conv));
     if (s->labelled > 0)
         fprintf(f, ", float model top-1 %.4f", (double)s->float_correct / (double)s->labelled);
     fprintf(f, "\n\n");

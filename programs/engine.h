@@ -38,6 +38,7 @@ typedef struct engine_summary {
     int C, H, W; /* feature shape at the split */
     long images, labelled, float_correct;
     double seconds_total;
+    cwba_conv_algo conv; /* the model's convolution arithmetic */
 } engine_summary;
 
 /* tables[b-2] must be loaded for every bit depth in bits when a channel

@@ -35,6 +35,7 @@ expect_error "unknown command" frobnicate
 expect_error "alexnet|vgg16|resnet18|unknown model" layers --model lenet
 expect_error "required" layers
 expect_error "unknown option" layers --model resnet18 --colour red
+expect_error "unknown convolution arithmetic 'fft' \(direct, winograd\)" infer --model resnet18 --conv fft
 expect_error "not an integer" infer --model resnet18 --limit ten
 expect_error "not an integer" infer --model resnet18 --limit 5x
 expect_error "out of range" infer --model resnet18 --threads 0

@@ -52,6 +52,19 @@ grep '"reserve":7' "$TMP/e1.json" | grep -q '"passes_per_image":1.000' && fail "
 "$BIN" evaluate "${M[@]}" --quant dorefa --bits 4 --dorefa-clip 2.5 --limit 3 --json | grep -q '"quant":"dorefa"' ||
     fail "dorefa baseline"
 
+# --conv winograd: reported, and evaluate's figures within rounding of direct
+# arithmetic (the feature after layer4 is 512x2x2; the front end has
+# Winograd layers at 16x16..4x4 where the CPU has AVX-512)
+"$BIN" evaluate "${M[@]}" --quant uniform --bits 4 --limit 3 --json --conv winograd >"$TMP/w.json" || fail "evaluate --conv winograd"
+grep -q '"conv":"winograd"' "$TMP/w.json" || fail "evaluate --conv winograd not reported: $(cat "$TMP/w.json")"
+"$BIN" evaluate "${M[@]}" --quant uniform --bits 4 --limit 3 --json >"$TMP/d.json" || fail "evaluate direct"
+grep -q '"conv":"direct"' "$TMP/d.json" || fail "evaluate direct arithmetic not reported"
+for k in mse feature_mse; do
+    dv=$(sed -E "s/.*\"$k\":([^,]*).*/\1/" "$TMP/d.json"); wv=$(sed -E "s/.*\"$k\":([^,]*).*/\1/" "$TMP/w.json")
+    awk -v d="$dv" -v w="$wv" 'BEGIN { e = d - w; if (e < 0) e = -e; a = d < 0 ? -d : d; exit !(e <= 1e-3 * a + 1e-12) }' ||
+        fail "winograd $k $wv not within rounding of direct $dv"
+done
+
 # the original's command line and file layout
 cd "$TMP"
 "$BIN" main_model --gpuid 1 --flag 0 --model 'resnet18' --quant_mode 'uniform' --csv_path './channel_allocation/' \
