@@ -37,6 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
+WINO = "cwba-winograd"  # cwba with --conv winograd (CWBA_BENCH_CONV)
 SECTIONS = ("machine", "forward", "probe", "memory", "quant", "eval", "calib")
 
 # (arch, size, batch, reps per round)
@@ -189,11 +190,14 @@ def interleaved(servers, cases, rounds, pause):
 
 
 def timing_table(title, rows, names, flops, peak, per_sample_div, errors, note_fn):
-    """rows: [(key, label, batch)], flops: per-sample flops by key."""
+    """rows: [(key, label, batch)], flops: per-sample flops by key; names[0] is
+    the cwba contender every ratio is taken against."""
     out = []
+    base = names[0]
     hdr = "| case | " + " | ".join("%s ms" % n for n in names) + " | " + \
-        " | ".join("%s / cwba" % n for n in names[1:]) + " | " + \
-        " | ".join("min: %s / cwba" % n for n in names[1:]) + " | cwba GFLOP/s | cwba % of peak |"
+        " | ".join("%s / %s" % (n, base) for n in names[1:]) + " | " + \
+        " | ".join("min: %s / %s" % (n, base) for n in names[1:]) + \
+        " | %s GFLOP/s | %s %% of peak |" % (base, base)
     out.append("### " + title)
     out.append("")
     out.append(hdr)
@@ -209,19 +213,36 @@ def timing_table(title, rows, names, flops, peak, per_sample_div, errors, note_f
             else:
                 cells.append(fmt(1e3 * m[n] / per_sample_div(batch)))
         mn = {n: min(res[n]) if res.get(n) else None for n in names}
-        ratios = [fmt(ratio(m[n], m["cwba"]), "x") for n in names[1:]] + \
-            [fmt(ratio(mn[n], mn["cwba"]), "x") for n in names[1:]]
+        ratios = [fmt(ratio(m[n], m[base]), "x") for n in names[1:]] + \
+            [fmt(ratio(mn[n], mn[base]), "x") for n in names[1:]]
         gf = flops.get(key)
-        gfs = gf * batch / m["cwba"] / 1e9 if gf and m["cwba"] else None
+        gfs = gf * batch / m[base] / 1e9 if gf and m[base] else None
         out.append("| %s | %s | %s | %s | %s |" % (
             label, " | ".join(cells), " | ".join(ratios), fmt(gfs),
             fmt(100 * gfs / peak if gfs and peak else None, "%", 2)))
         summary[key] = {"median_s": m, "samples": {n: len(res.get(n, [])) for n in names},
                         "min_s": mn,
                         "gflops_cwba": gfs, "batch": batch,
-                        "ratio_vs_cwba": {n: ratio(m[n], m["cwba"]) for n in names[1:]}}
+                        "ratio_vs_cwba": {n: ratio(m[n], m[base]) for n in names[1:]}}
     out.append("")
     return out, summary
+
+
+def target_line(who, summ, rows, others):
+    """The forward target: cwba at least as fast as the faster of PyTorch and
+    ONNX Runtime on every case (summ's base contender is `who`)."""
+    verdicts = []
+    for key, label, _, _ in rows:
+        med = summ[key]["median_s"]
+        base = next(iter(med))
+        o = [med[n] for n in others if med.get(n)]
+        if med.get(base) and o:
+            verdicts.append((label, min(o) / med[base]))
+    met = [l for l, r in verdicts if r >= 1.0]
+    return ("Target (%s): at least as fast as the faster of PyTorch and ONNX Runtime on every "
+            "case: %s (%d of %d cases; faster-of-two / %s: %s)." % (
+                who, "met" if len(met) == len(verdicts) else "NOT met", len(met), len(verdicts),
+                who, ", ".join("%s %.2fx" % (l, r) for l, r in verdicts)))
 
 
 # ------------------------------------------------------------------ main
@@ -293,38 +314,38 @@ def main():
             with open(os.path.join(onnx_dir, "export.json")) as f:
                 results["onnx_export"] = json.load(f)
         log("starting contenders")
+        wenv = dict(env, CWBA_BENCH_CONV="winograd")
         servers = [Server("cwba", [cwba_bin, "serve", a.work], env),
                    Server("torch", [PY, os.path.join(ROOT, "tools", "bench_torch.py"), "serve",
                                     a.work], tenv),
                    Server("ort", ["node", os.path.join(ROOT, "bench", "ort_bench.js"), "serve", a.work,
                                   onnx_dir], env)]
-        results["contenders"] = {s.name: s.hello for s in servers}
+        # cwba with --conv winograd: forward passes only (the probes' back end,
+        # ResNet18 layer4 on 2x2 or 7x7 planes, has no layer it applies to)
+        wserver = Server(WINO, [cwba_bin, "serve", a.work], wenv)
+        results["contenders"] = {s.name: s.hello for s in servers + [wserver]}
         names = [s.name for s in servers]
         try:
             if "forward" in only:
                 cases = [("forward %s %d" % (ar, s), "forward %s %d %d" % (ar, s, b), r)
                          for ar, s, b, r in FORWARD]
                 log("forward passes: %d rounds" % a.rounds)
-                res, errs = interleaved(servers, cases, a.rounds, a.pause)
+                res, errs = interleaved(servers + [wserver], cases, a.rounds, a.pause)
                 rows = [("forward %s %d" % (ar, s), "%s %dx%d batch %d" % (ar, s, s, b), b,
                          res["forward %s %d" % (ar, s)]) for ar, s, b, _ in FORWARD]
                 out, summ = timing_table(
                     "Forward pass (median ms per batch; ratio > 1: cwba faster; min: ratio of the fastest repetitions)", rows, names, flops,
                     peak, lambda b: 1, errs, note)
-                results["forward"] = {"summary": summ, "errors": errs, "raw": res}
-                # Target: cwba at least as fast as the faster of PyTorch and ONNX Runtime.
-                verdicts = []
-                for key, label, _, _ in rows:
-                    med = summ[key]["median_s"]
-                    others = [med[n] for n in names[1:] if med.get(n)]
-                    if med.get("cwba") and others:
-                        r = min(others) / med["cwba"]
-                        verdicts.append((label, r))
-                met = [l for l, r in verdicts if r >= 1.0]
-                out.append("Target: cwba at least as fast as the faster of PyTorch and ONNX Runtime "
-                           "on every case: %s (%d of %d cases; faster-of-two / cwba: %s)." % (
-                               "met" if len(met) == len(verdicts) else "NOT met", len(met),
-                               len(verdicts), ", ".join("%s %.2fx" % (l, r) for l, r in verdicts)))
+                wnames = [WINO] + names
+                wout, wsumm = timing_table(
+                    "Forward pass with `--conv winograd` (the same run; ratio > 1: cwba with "
+                    "Winograd arithmetic faster)", rows, wnames, flops, peak, lambda b: 1, errs, note)
+                results["forward"] = {"summary": summ, "summary_winograd": wsumm, "errors": errs,
+                                      "raw": res}
+                out.append(target_line("cwba", summ, rows, names[1:]))
+                out.append("")
+                out += wout
+                out.append(target_line("cwba --conv winograd", wsumm, rows, names[1:]))
                 out.append("")
                 fails = [k for k, v in results["onnx_export"].items() if v.startswith("failed")]
                 if fails:
@@ -356,7 +377,7 @@ def main():
                 print("\n".join(out), flush=True)
                 lines += out
         finally:
-            for s in servers:
+            for s in servers + [wserver]:
                 s.close()
 
     if "memory" in only:
@@ -365,16 +386,21 @@ def main():
                "in brackets: peak including model loading)", "",
                "| case | cwba | torch | ort |", "|---|---|---|---|"]
         mem = {}
-        mcases = [("forward", ar, s, b) for ar, s, b, _ in FORWARD] + \
-                 [("probe", "resnet18", s, b) for s, b in ((64, 64), (224, 64))]
-        for kind, ar, s, b in mcases:
-            key = "%s %s %d b%d" % (kind, ar, s, b)
+        mcases = [("forward", ar, s, b, False) for ar, s, b, _ in FORWARD] + \
+                 [("probe", "resnet18", s, b, False) for s, b in ((64, 64), (224, 64))] + \
+                 [("forward", ar, s, b, True) for ar, s, b, _ in FORWARD if ar != "alexnet"]
+        for kind, ar, s, b, wino in mcases:
+            key = "%s %s %d b%d" % (kind, ar, s, b) + (" winograd" if wino else "")
             args = ["forward", ar, str(s), str(b)] if kind == "forward" else ["probe", str(s), str(b)]
             row = {}
             for name, cmd, e in (
-                    ("cwba", [cwba_bin, "mem"] + args + [a.work], env),
+                    ("cwba", [cwba_bin, "mem"] + args + [a.work],
+                     dict(env, CWBA_BENCH_CONV="winograd") if wino else env),
                     ("torch", [PY, os.path.join(ROOT, "tools", "bench_torch.py"), "mem"] + args + [a.work], tenv),
                     ("ort", ["node", os.path.join(ROOT, "bench", "ort_bench.js"), "mem"] + args + [a.work, onnx_dir], env)):
+                if wino and name != "cwba":
+                    row[name] = {"ok": False, "error": "winograd is cwba's"}
+                    continue
                 try:
                     row[name] = run_json(cmd, env=e, timeout=900)
                 except Exception as ex:  # e.g. no ONNX model for this case
@@ -387,14 +413,17 @@ def main():
                 return "%.0f (%.0f)" % (r["run_peak_kb"] / 1024, r["load_peak_kb"] / 1024)
             out.append("| %s | %s | %s | %s |" % (key, cell(row["cwba"]), cell(row["torch"]),
                                                   cell(row["ort"])))
-        v = mem.get("forward vgg16 224 b1", {}).get("cwba", {})
-        if v.get("ok"):
-            r = v["run_peak_kb"] * 1024 / v["weights_f32_bytes"]
-            out += ["", "VGG16 224 batch 1 in cwba: peak resident memory during the forward %.0f MB "
-                    "= **%.2fx** its float32 weights (%.0f MB; target <= 1.5x: %s); peak including "
-                    "model creation %.2fx." % (v["run_peak_kb"] / 1024, r, v["weights_f32_bytes"] / 2**20,
-                                              "met" if r <= 1.5 else "NOT met",
-                                              v["load_peak_kb"] * 1024 / v["weights_f32_bytes"])]
+        for key, who in (("forward vgg16 224 b1", "cwba"),
+                         ("forward vgg16 224 b1 winograd", "cwba --conv winograd")):
+            v = mem.get(key, {}).get("cwba", {})
+            if v.get("ok"):
+                r = v["run_peak_kb"] * 1024 / v["weights_f32_bytes"]
+                out += ["", "VGG16 224 batch 1 in %s: peak resident memory during the forward %.0f MB "
+                        "= **%.2fx** its float32 weights (%.0f MB; target <= 1.5x: %s); peak including "
+                        "model creation %.2fx." % (who, v["run_peak_kb"] / 1024, r,
+                                                  v["weights_f32_bytes"] / 2**20,
+                                                  "met" if r <= 1.5 else "NOT met",
+                                                  v["load_peak_kb"] * 1024 / v["weights_f32_bytes"])]
         out.append("")
         results["memory"] = mem
         print("\n".join(out), flush=True)
