@@ -18,33 +18,6 @@ static float *rnd(const char *name, size_t n, int zeros)
     return tu_random_floats(name, 23, n, zeros ? 7 : 0);
 }
 
-/* A blocked tensor over a fresh buffer filled with a NaN pattern (so that
- * anything the code under test reads without writing shows). */
-static nn_blk blk_new(int c, int n, int h, int w, int pb)
-{
-    nn_blk t = {.c = c, .n = n, .h = h, .w = w, .pb = pb};
-    size_t f = nn_blk_floats(c, n, h, w, pb);
-    t.d = malloc((f ? f : 1) * sizeof(float));
-    assert_non_null(t.d);
-    memset(t.d, 0xff, f * sizeof(float));
-    return t;
-}
-
-/* Every border float of t is +0. */
-static void assert_border_zero(const nn_blk *t)
-{
-    for (int cb = 0; cb < t->c / NN_CB; cb++)
-        for (int n = 0; n < t->n; n++)
-            for (int y = -t->pb; y < t->h + t->pb; y++)
-                for (int x = -t->pb; x < t->w + t->pb; x++) {
-                    if (y >= 0 && y < t->h && x >= 0 && x < t->w) continue;
-                    const float *v = t->d + nn_blk_off(t, cb, n, y, x);
-                    for (int l = 0; l < NN_CB; l++)
-                        if (v[l] != 0.0f || signbit(v[l]))
-                            fail_msg("border (%d, %d) of block %d image %d is not +0", y, x, cb, n);
-                }
-}
-
 /* A convolution's weights, random, packed both ways, with the tap table and
  * per-thread scratch both paths need. */
 typedef struct conv_w {
@@ -99,9 +72,9 @@ static void layout_cases(void)
             size_t nf = (size_t)c * n * h * w;
             float *x = rnd("layout", nf, 1), *back = malloc(nf * sizeof *back);
             assert_non_null(back);
-            nn_blk t = blk_new(c, n, h, w, pb);
+            nn_blk t = tu_blk_new(c, n, h, w, pb);
             nn_blk_from_cnhw(pool, x, &t);
-            assert_border_zero(&t);
+            tu_blk_assert_border_zero(&t);
             for (int ch = 0; ch < c; ch++)
                 for (int b = 0; b < n; b++)
                     for (int y = 0; y < h; y++)
@@ -161,8 +134,8 @@ static void test_conv(void **state)
                 float *in = rnd("in", nin, 1), *res = rnd("res", nout, 0);
                 float *o1 = malloc(nout * sizeof *o1), *o2 = malloc(nout * sizeof *o2);
                 assert_true(o1 && o2);
-                nn_blk bin = blk_new(cin, batch, h, w, pbi), bout = blk_new(cout, batch, g.oh, g.ow, pbo);
-                nn_blk bres = blk_new(cout, batch, g.oh, g.ow, pbo == 0 ? 1 : 0);
+                nn_blk bin = tu_blk_new(cin, batch, h, w, pbi), bout = tu_blk_new(cout, batch, g.oh, g.ow, pbo);
+                nn_blk bres = tu_blk_new(cout, batch, g.oh, g.ow, pbo == 0 ? 1 : 0);
                 nn_blk_from_cnhw(pool, in, &bin);
                 nn_blk_from_cnhw(pool, res, &bres);
                 assert_true(nn_blk_conv_applies(&g, cout, &bin));
@@ -175,7 +148,7 @@ static void test_conv(void **state)
                     memset(bout.d, 0xff, nn_blk_floats(cout, batch, g.oh, g.ow, pbo) * sizeof(float));
                     nn_blk_conv(pool, cw.tp, cout, &g, &bin, &bout, &bep, ep.res ? &bres : NULL, cw.sc,
                                 cw.off);
-                    assert_border_zero(&bout);
+                    tu_blk_assert_border_zero(&bout);
                     nn_blk_to_cnhw(pool, &bout, o2);
                     if (memcmp(o1, o2, nout * sizeof *o1) != 0)
                         fail_msg("case %zu batch %d epilogue %d threads %d: blocked convolution "
@@ -221,13 +194,13 @@ static void test_conv_from_image(void **state)
             size_t ntmp = nn_blk_image_tmp_floats(&g, batch);
             float *tmp = malloc(ntmp * sizeof *tmp);
             assert_true(o1 && o2 && tmp);
-            nn_blk bout = blk_new(cout, batch, g.oh, g.ow, 1);
+            nn_blk bout = tu_blk_new(cout, batch, g.oh, g.ow, 1);
             nn_epilogue ep = {.bias = cw.bias, .relu = 1};
             tu_conv_im2col(pool, cw.ap, cout, &g, in, batch, o1, &ep, cw.sc);
             assert_true(nn_blk_image_conv_applies(&g, batch, cout));
             memset(tmp, 0xff, ntmp * sizeof *tmp); /* the padding must be written */
             nn_blk_conv_image(pool, cw.tp, cout, &g, in, batch, &bout, &ep, cw.sc, tmp, cw.off);
-            assert_border_zero(&bout);
+            tu_blk_assert_border_zero(&bout);
             nn_blk_to_cnhw(pool, &bout, o2);
             if (memcmp(o1, o2, nout * sizeof *o1) != 0)
                 fail_msg("case %zu threads %d: first layer into the blocked layout differs", i, nt);
@@ -266,10 +239,10 @@ static void test_maxpool(void **state)
             x[q] = pool_vals[(st >> 16) % (i % 2 ? 5 : 4)];
         }
         nn_maxpool(x, c * n, h, w, k, s, p, a, oh, ow);
-        nn_blk bin = blk_new(c, n, h, w, cs[7]), bout = blk_new(c, n, oh, ow, cs[8]);
+        nn_blk bin = tu_blk_new(c, n, h, w, cs[7]), bout = tu_blk_new(c, n, oh, ow, cs[8]);
         nn_blk_from_cnhw(pool, x, &bin);
         nn_blk_maxpool(pool, &bin, &bout, k, s, p);
-        assert_border_zero(&bout);
+        tu_blk_assert_border_zero(&bout);
         nn_blk_to_cnhw(pool, &bout, b);
         if (memcmp(a, b, nout * sizeof *a) != 0) fail_msg("case %zu: blocked max pooling differs", i);
         free(x);
@@ -292,14 +265,14 @@ static void test_bn_relu(void **state)
     for (int mode = 0; mode < 3; mode++) { /* bn, bn + relu, relu */
         float *x = rnd("bnx", nf, 1), *y = malloc(nf * sizeof *y);
         assert_non_null(y);
-        nn_blk t = blk_new(c, n, h, w, 1);
+        nn_blk t = tu_blk_new(c, n, h, w, 1);
         nn_blk_from_cnhw(pool, x, &t);
         if (mode < 2)
             nn_bn_apply(x, c, plane, alpha, beta, mode == 1);
         else
             nn_relu(x, nf);
         nn_blk_bn(pool, &t, mode < 2 ? alpha : NULL, mode < 2 ? beta : NULL, mode >= 1);
-        assert_border_zero(&t);
+        tu_blk_assert_border_zero(&t);
         nn_blk_to_cnhw(pool, &t, y);
         if (memcmp(x, y, nf * sizeof *x) != 0) fail_msg("mode %d: blocked batch norm / ReLU differs", mode);
         free(x);

@@ -23,16 +23,6 @@ static float *rnd(const char *name, size_t n, int zeros)
     return tu_random_floats(name, 29, n, zeros ? 7 : 0);
 }
 
-static nn_blk blk_new(int c, int n, int h, int w, int pb)
-{
-    nn_blk t = {.c = c, .n = n, .h = h, .w = w, .pb = pb};
-    size_t f = nn_blk_floats(c, n, h, w, pb);
-    t.d = malloc((f ? f : 1) * sizeof(float));
-    assert_non_null(t.d);
-    memset(t.d, 0xff, f * sizeof(float)); /* NaN: what is never written shows */
-    return t;
-}
-
 typedef struct wconv {
     int cin, cout, nt;
     float *w, *tp, *up, *bias, *alpha, *beta;
@@ -74,7 +64,7 @@ static void wconv_free(wconv *c)
 static nn_blk run_wino(nn_pool *pool, const wconv *c, const nn_conv_geom *g, const nn_blk *bin,
                        int pbo, const nn_epilogue *ep, const nn_blk *res)
 {
-    nn_blk out = blk_new(c->cout, bin->n, g->oh, g->ow, pbo);
+    nn_blk out = tu_blk_new(c->cout, bin->n, g->oh, g->ow, pbo);
     float *tmp = malloc(nn_wino_tmp_floats(g, bin->n, nn_pool_size(pool)) * sizeof(float));
     assert_non_null(tmp);
     assert_true(nn_wino_applies(g, c->cout, bin));
@@ -98,20 +88,6 @@ static double l1_terms(const wconv *c, const float *in, int batch, int h, int w,
                           in[(((size_t)ci * batch + n) * h + yy) * w + xx]);
             }
     return s;
-}
-
-static void assert_border_zero(const nn_blk *t)
-{
-    for (int cb = 0; cb < t->c / NN_CB; cb++)
-        for (int n = 0; n < t->n; n++)
-            for (int y = -t->pb; y < t->h + t->pb; y++)
-                for (int x = -t->pb; x < t->w + t->pb; x++) {
-                    if (y >= 0 && y < t->h && x >= 0 && x < t->w) continue;
-                    const float *v = t->d + nn_blk_off(t, cb, n, y, x);
-                    for (int l = 0; l < NN_CB; l++)
-                        if (v[l] != 0.0f || signbit(v[l]))
-                            fail_msg("border (%d, %d) of block %d image %d is not +0", y, x, cb, n);
-                }
 }
 
 static void test_matches_direct(void **state)
@@ -143,8 +119,8 @@ static void test_matches_direct(void **state)
                 float *in = rnd("in", nin, 1), *res = rnd("res", nout, 0);
                 float *od = malloc(nout * sizeof *od), *ow = malloc(nout * sizeof *ow);
                 assert_true(od && ow);
-                nn_blk bin = blk_new(cin, batch, h, w, cases[i][4]);
-                nn_blk bres = blk_new(cout, batch, h, w, 0);
+                nn_blk bin = tu_blk_new(cin, batch, h, w, cases[i][4]);
+                nn_blk bres = tu_blk_new(cout, batch, h, w, 0);
                 nn_blk_from_cnhw(pool, in, &bin);
                 nn_blk_from_cnhw(pool, res, &bres);
                 for (int e = 0; e < 4; e++) {
@@ -153,11 +129,11 @@ static void test_matches_direct(void **state)
                     nn_epilogue bep = ep;
                     bep.res = NULL;
                     const nn_blk *r = ep.res ? &bres : NULL;
-                    nn_blk bd = blk_new(cout, batch, h, w, 1);
+                    nn_blk bd = tu_blk_new(cout, batch, h, w, 1);
                     nn_blk_conv(pool, c.tp, cout, &g, &bin, &bd, &bep, r, c.sc, c.off);
                     nn_blk_to_cnhw(pool, &bd, od);
                     nn_blk bw = run_wino(pool, &c, &g, &bin, 1, &bep, r);
-                    assert_border_zero(&bw);
+                    tu_blk_assert_border_zero(&bw);
                     nn_blk_to_cnhw(pool, &bw, ow);
                     for (int o = 0; o < cout; o++)
                         for (int n = 0; n < batch; n++)
@@ -210,7 +186,7 @@ static void test_threads_and_batches_identical(void **state)
         nn_epilogue ep;
         tu_epilogue_case(&ep, 1, c.bias, c.alpha, c.beta, NULL);
         /* all three images at once */
-        nn_blk bin = blk_new(cin, batch, h, w, 1);
+        nn_blk bin = tu_blk_new(cin, batch, h, w, 1);
         nn_blk_from_cnhw(pool, in, &bin);
         nn_blk out = run_wino(pool, &c, &g, &bin, 1, &ep, NULL);
         nn_blk_to_cnhw(pool, &out, threads == 1 ? ref : got);
@@ -225,7 +201,7 @@ static void test_threads_and_batches_identical(void **state)
             for (int ci = 0; ci < cin; ci++)
                 memcpy(x1 + (size_t)ci * per_out, in + ((size_t)ci * batch + n) * per_out,
                        per_out * sizeof *x1);
-            nn_blk b1 = blk_new(cin, 1, h, w, 1);
+            nn_blk b1 = tu_blk_new(cin, 1, h, w, 1);
             nn_blk_from_cnhw(pool, x1, &b1);
             nn_blk o1 = run_wino(pool, &c, &g, &b1, 1, &ep, NULL);
             nn_blk_to_cnhw(pool, &o1, y1);

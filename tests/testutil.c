@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +146,28 @@ void tu_epilogue_case(nn_epilogue *ep, int e, const float *bias, const float *al
     if (e == 1) ep->bias = bias, ep->relu = 1;
     if (e == 2) ep->alpha = alpha, ep->beta = beta;
     if (e == 3) ep->alpha = alpha, ep->beta = beta, ep->res = res, ep->relu = 1;
+}
+
+struct nn_blk tu_blk_new(int c, int n, int h, int w, int pb)
+{
+    nn_blk t = {.c = c, .n = n, .h = h, .w = w, .pb = pb};
+    size_t f = nn_blk_floats(c, n, h, w, pb);
+    t.d = malloc((f ? f : 1) * sizeof(float));
+    assert_non_null(t.d);
+    memset(t.d, 0xff, f * sizeof(float));
+    return t;
+}
+
+void tu_blk_assert_border_zero(const struct nn_blk *t)
+{
+    for (int cb = 0; cb < t->c / NN_CB; cb++)
+        for (int n = 0; n < t->n; n++)
+            for (int y = -t->pb; y < t->h + t->pb; y++)
+                for (int x = -t->pb; x < t->w + t->pb; x++) {
+                    if (y >= 0 && y < t->h && x >= 0 && x < t->w) continue;
+                    const float *v = t->d + nn_blk_off(t, cb, n, y, x);
+                    for (int l = 0; l < NN_CB; l++)
+                        if (v[l] != 0.0f || signbit(v[l]))
+                            fail_msg("border (%d, %d) of block %d image %d is not +0", y, x, cb, n);
+                }
 }

@@ -57,5 +57,11 @@ void tu_conv_im2col(struct nn_pool *pool, const float *apack, int cout,
                     const struct nn_epilogue *ep, float *const *scratch);
 void tu_epilogue_case(struct nn_epilogue *ep, int e, const float *bias, const float *alpha,
                       const float *beta, const float *res);
+/* A blocked tensor (nn_blk) over a fresh buffer filled with a NaN pattern,
+ * so that anything the code under test reads without writing shows. */
+struct nn_blk;
+struct nn_blk tu_blk_new(int c, int n, int h, int w, int pb);
+/* Fails the test unless every border float of t is +0. */
+void tu_blk_assert_border_zero(const struct nn_blk *t);
 
 #endif
