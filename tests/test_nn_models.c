@@ -509,7 +509,8 @@ static void test_winograd_models(void **state)
     wino_case(f->resnet64, "layer2", rs, 4);
     static const char *const vs[] = {"features.4", "features.17", "features.30"};
     wino_case(f->vgg32, "features.23", vs, 3);
-    /* AlexNet has no layer the transform applies to: the same bits. */
+    /* AlexNet at 64 px has no layer the transform applies to (3x3 planes):
+     * the same bits. */
     wino_case_none(f->alexnet64);
 }
 

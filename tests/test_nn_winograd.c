@@ -3,7 +3,7 @@
  * - within 2^-17 of the terms' magnitude, sum over taps of |w x| (times
  *   |alpha| with batch norm), plus a few roundings of the output, for every
  *   epilogue (none; bias + ReLU; batch norm; batch norm + residual + ReLU),
- *   planes from 4x4 to 24x30, 16 to 512 input channels, 64 to 192 output
+ *   planes from 4x4 to 24x30 (odd sides included), 16 to 512 input channels, 64 to 192 output
  *   channels, input borders 1 and 2, batches 1 and 3, 1 and 2 threads, and
  *   band sizes from one band to several per thread;
  * - every output written and the border left zero;
@@ -102,6 +102,8 @@ static void test_matches_direct(void **state)
         {144, 10, 6, 64, 1},  /* 9 channel blocks */
         {16, 24, 30, 192, 1}, /* 180 tiles per image: several bands per thread */
         {512, 4, 4, 64, 1},   /* 512 channels: the smallest bands */
+        {32, 9, 13, 64, 1},   /* odd sides: the last tiles overhang the border */
+        {16, 10, 9, 128, 2},  /* one odd side, a wider border */
     };
     static const int batches[] = {1, 3};
     double worst = 0;
@@ -240,7 +242,10 @@ static void test_applies(void **state)
     assert_false(nn_wino_applies(&p0, 64, &in));
     nn_blk odd = {.c = 64, .n = 1, .h = 7, .w = 7, .pb = 1}, two = {.c = 64, .n = 1, .h = 2, .w = 2, .pb = 1};
     nn_conv_geom g7 = tu_conv_geom(64, 7, 7, 3, 1, 1), g2 = tu_conv_geom(64, 2, 2, 3, 1, 1);
-    assert_false(nn_wino_applies(&g7, 64, &odd)); /* odd plane */
+    assert_false(nn_wino_applies(&g7, 64, &odd)); /* 7x7: odd and small (see winograd.c) */
+    nn_blk odd9 = {.c = 64, .n = 1, .h = 9, .w = 13, .pb = 1};
+    nn_conv_geom g9 = tu_conv_geom(64, 9, 13, 3, 1, 1);
+    assert_true(nn_wino_applies(&g9, 64, &odd9));
     assert_false(nn_wino_applies(&g2, 64, &two)); /* 2x2: all padding but one tap row */
     nn_blk c24 = {.c = 24, .n = 1, .h = 8, .w = 8, .pb = 1};
     nn_conv_geom g24 = tu_conv_geom(24, 8, 8, 3, 1, 1);

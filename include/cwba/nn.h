@@ -54,9 +54,10 @@ cwba_status cwba_model_forward_back(cwba_model *m, int split, const float *feat,
  * CWBA_CONV_DIRECT (the default): every output is the fused-multiply-add
  *   chain of its im2col dot product, the same bits on every path, CPU and
  *   thread count.
- * CWBA_CONV_WINOGRAD: 3x3, stride-1, pad-1 convolutions on even planes of
- *   4x4 or more (VGG16 and ResNet18 but for their 7x7 layers; AlexNet has
- *   none) run as Winograd F(2x2, 3x3), 1.2-1.8x faster per layer, on CPUs
+ * CWBA_CONV_WINOGRAD: 3x3, stride-1, pad-1 convolutions on planes of 4x4
+ *   or more, odd sides from 9 on (VGG16's; ResNet18's but for the 7x7
+ *   layers at 224 px; AlexNet's 13x13 ones at 224 px) run as Winograd
+ *   F(2x2, 3x3), 1.2-1.8x faster per layer, on CPUs
  *   with AVX-512 (elsewhere this setting changes nothing). Outputs differ
  *   from DIRECT by a few float32 roundings (relative ~1e-6 per layer,
  *   docs/architecture.md); they still do not depend on the thread count or

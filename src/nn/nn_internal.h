@@ -366,7 +366,8 @@ void nn_blk_conv_image(nn_pool *pool, const float *tpack, int cout, const nn_con
                        float *const *scratch, float *tmp, int *off);
 
 /* Winograd F(2x2, 3x3) convolution of a blocked input to a blocked output
- * (winograd.c): 3x3, stride 1, pad 1, even planes. Not the direct
+ * (winograd.c): 3x3, stride 1, pad 1, planes of 4x4 and more, odd
+ * sides from 9 (nn_wino_applies). Not the direct
  * convolution's arithmetic (within a few roundings of it, see winograd.c);
  * identical at any thread count. upack: nn_wino_pack's output for the
  * (cout, cin, 3, 3) weights (0: memory short); tmp holds
