@@ -13,14 +13,17 @@
  * weight transform (G holds +-1/2) is computed in double and rounded once,
  * so every output differs from the direct chain by a few float32 roundings
  * of the terms' magnitude; tests/test_nn_winograd.c bounds it. Each output
- * is still one fixed sequence of operations, whatever the thread count or
- * the band a tile falls in, so results are identical at any thread count.
- * The models use it only when asked (cwba_model_set_conv).
+ * is still one fixed sequence of operations, whatever the thread count,
+ * the batch or the band a tile falls in, so results are identical at any
+ * thread count and however images are batched. The models use it only when
+ * asked (cwba_model_set_conv_algo).
  *
- * Tiles t = (n, ty, tx) are taken in bands of at most `band` tiles: the
- * input transform writes V[e][cb][t][16] (e = 0..15 the transform's
- * element), the 16 products write M[e][ob][t][16], the output transform
- * reads M and writes the blocked output through the epilogue. */
+ * Tiles t = (n, ty, tx) are taken in bands of at most `band` tiles. For a
+ * band a thread writes the transformed input V[e][cb][tb][16] (e = 0..15
+ * the transform's element, cb the input channel block), then for each
+ * 64-channel output block ob the 16 products M[e][q][tb][16] (q = 0..3 the
+ * block's four channel blocks), then transforms M back through the
+ * epilogue into the blocked output. */
 #include "nn/nn_internal.h"
 
 #include <limits.h>
@@ -34,13 +37,15 @@
  * tiles covering 8x8, 31% wasted) the 512-channel transformed weights,
  * 16.8 MB per layer, 1.8x the direct ones, come from DRAM every pass:
  * ResNet18 224 b1 ran 0.93x with them (paired, 8 rounds), while AlexNet's
- * 13x13 layers gained 1.07x on the whole network. */
+ * 13x13 layers run 1.47-1.51x faster alone (AlexNet 224 b1, whose linear
+ * layers take most of the time: 1.01-1.07x). */
 int nn_wino_applies(const nn_conv_geom *g, int cout, const nn_blk *in)
 {
     return nn_isa_avx512() && g->k == 3 && g->stride == 1 && g->pad == 1 && in->pb >= 1 &&
            g->h == in->h && g->w == in->w && g->oh == g->h && g->ow == g->w &&
-           g->h >= 4 && g->w >= 4 && (g->h % 2 == 0 || g->h >= 9) && (g->w % 2 == 0 || g->w >= 9) && g->cin == in->c && g->cin % NN_CB == 0 &&
-           cout > 0 && cout % NN_T_OC == 0 &&
+           g->h >= 4 && g->w >= 4 && (g->h % 2 == 0 || g->h >= 9) &&
+           (g->w % 2 == 0 || g->w >= 9) && g->cin == in->c && g->cin % NN_CB == 0 && cout > 0 &&
+           cout % NN_T_OC == 0 &&
            nn_blk_floats(in->c, in->n, in->h, in->w, in->pb) <= INT_MAX;
 }
 
@@ -72,8 +77,8 @@ int nn_wino_pack(int cout, int cin, const float *w, float *dst)
     return 1;
 }
 
-/* Tiles per band: a thread's transformed input of a band, WG_E * cin * 16
- * floats per tile... of 16 channels, kept to about BAND_BYTES (in L2), but
+/* Tiles per band: a thread's transformed input of a band, WG_E * cin
+ * floats per tile, kept to about BAND_BYTES (in L2), but
  * at least BAND_MIN tiles so that each 64-row weight panel read from the
  * last-level cache serves enough positions, and bands spread evenly over
  * the threads. */
