@@ -101,6 +101,7 @@ static void test_matches_direct(void **state)
         {64, 14, 14, 128, 1}, /* ResNet18 layer3-like tiles */
         {144, 10, 6, 64, 1},  /* 9 channel blocks */
         {16, 24, 30, 192, 1}, /* 180 tiles per image: several bands per thread */
+        {16, 24, 30, 128, 1}, /* output blocks shared by 2 threads, several bands each */
         {512, 4, 4, 64, 1},   /* 512 channels: the smallest bands */
         {32, 9, 13, 64, 1},   /* odd sides: the last tiles overhang the border */
         {16, 10, 9, 128, 2},  /* one odd side, a wider border */
