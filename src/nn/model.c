@@ -666,6 +666,15 @@ static void free_bn(bn_layer *b)
     free(b->beta);
 }
 
+static void free_wino_workspace(cwba_model *m)
+{
+    free(m->wbuf);
+    m->wbuf = NULL;
+    m->wbuf_floats = 0;
+    free(m->woff);
+    m->woff = NULL;
+}
+
 static void free_workspace(cwba_model *m)
 {
     for (int i = 0; i < 4; i++) {
@@ -679,11 +688,7 @@ static void free_workspace(cwba_model *m)
     m->dir_floats = 0;
     free(m->offbuf);
     m->offbuf = NULL;
-    free(m->wbuf);
-    m->wbuf = NULL;
-    m->wbuf_floats = 0;
-    free(m->woff);
-    m->woff = NULL;
+    free_wino_workspace(m);
     m->ws_batch = 0;
     if (m->scratch) {
         for (int t = 0; t < nn_pool_size(m->pool); t++) free(m->scratch[t]);
@@ -849,11 +854,7 @@ static cwba_status ensure_threads(cwba_model *m, cwba_error *err)
  * arithmetic); 1 when memory is short. */
 static int wino_workspace(cwba_model *m, int batch)
 {
-    free(m->wbuf);
-    m->wbuf = NULL;
-    m->wbuf_floats = 0;
-    free(m->woff);
-    m->woff = NULL;
+    free_wino_workspace(m);
     if (m->conv_algo != CWBA_CONV_WINOGRAD) return 0;
     int nt = nn_pool_size(m->pool), max_cin = 0;
     size_t need = 0;
@@ -1397,15 +1398,20 @@ static int wino_layer(const conv_layer *c)
            c->cout % NN_T_OC == 0;
 }
 
+/* The model's i-th convolution slot (3 per unit: conv, conv2, down; unused
+ * slots are zeroed, without a t-pack). */
+static conv_layer *conv_slot(cwba_model *m, int i)
+{
+    unit *u = &m->units[i / 3];
+    return i % 3 == 0 ? &u->conv : i % 3 == 1 ? &u->conv2 : &u->down;
+}
+
 static void free_upacks(cwba_model *m)
 {
-    for (int i = 0; i < m->nunits; i++) {
-        unit *u = &m->units[i];
-        conv_layer *cs[3] = {&u->conv, &u->conv2, &u->down};
-        for (int j = 0; j < 3; j++) {
-            free(cs[j]->upack);
-            cs[j]->upack = NULL;
-        }
+    for (int i = 0; i < 3 * m->nunits; i++) {
+        conv_layer *c = conv_slot(m, i);
+        free(c->upack);
+        c->upack = NULL;
     }
 }
 
@@ -1417,22 +1423,18 @@ cwba_status cwba_model_set_conv_algo(cwba_model *m, cwba_conv_algo algo, cwba_er
                          (int)algo);
     if (algo == m->conv_algo) return CWBA_OK;
     if (algo == CWBA_CONV_WINOGRAD) {
-        for (int i = 0; i < m->nunits; i++) {
-            unit *u = &m->units[i];
-            conv_layer *cs[3] = {&u->conv, &u->conv2, &u->down};
-            for (int j = 0; j < 3; j++) {
-                conv_layer *c = cs[j];
-                if (!wino_layer(c) || c->upack) continue;
-                const int kdim = c->cin * 9;
-                float *w = malloc(sizeof(float) * (size_t)c->cout * (size_t)kdim);
-                c->upack = w ? nn_alloc_floats(nn_wino_packed_size(c->cout, c->cin)) : NULL;
-                if (c->upack) unpack_t(c->tpack, c->cout, kdim, w);
-                int ok = c->upack && nn_wino_pack(c->cout, c->cin, w, c->upack);
-                free(w);
-                if (!ok) {
-                    free_upacks(m);
-                    return cwba_fail(err, CWBA_E_NOMEM, "out of memory (Winograd weights)");
-                }
+        for (int i = 0; i < 3 * m->nunits; i++) {
+            conv_layer *c = conv_slot(m, i);
+            if (!wino_layer(c) || c->upack) continue;
+            const int kdim = c->cin * 9;
+            float *w = malloc(sizeof(float) * (size_t)c->cout * (size_t)kdim);
+            c->upack = w ? nn_alloc_floats(nn_wino_packed_size(c->cout, c->cin)) : NULL;
+            if (c->upack) unpack_t(c->tpack, c->cout, kdim, w);
+            int ok = c->upack && nn_wino_pack(c->cout, c->cin, w, c->upack);
+            free(w);
+            if (!ok) {
+                free_upacks(m);
+                return cwba_fail(err, CWBA_E_NOMEM, "out of memory (Winograd weights)");
             }
         }
     } else {
