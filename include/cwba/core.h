@@ -13,6 +13,16 @@
 extern "C" {
 #endif
 
+/* Library version (semantic: the major number is the shared library's
+ * SOVERSION; CMakeLists.txt's project version must match). */
+#define CWBA_VERSION_MAJOR 0
+#define CWBA_VERSION_MINOR 1
+#define CWBA_VERSION_PATCH 0
+
+/* The version of the library linked at run time, "MAJOR.MINOR.PATCH"
+ * (static string): compare with the CWBA_VERSION_* the caller compiled with. */
+const char *cwba_version(void);
+
 typedef enum cwba_status {
     CWBA_OK = 0,
     CWBA_E_ARG,         /* invalid argument or option value */

@@ -1,42 +1,10 @@
-/* The dataset abstraction: spec parsing and kind dispatch (the one place that
- * knows every dataset kind), shared preprocessing and the bilinear resize. */
+/* The dataset abstraction: the accessors and the views every kind shares
+ * (every K-th image, skipping unreadable images). Opening by spec:
+ * src/io/dataset_open.c; preprocessing: src/io/preprocess.c. */
 #include "io_internal.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- kind dispatch: add new dataset kinds here ---- */
-static const struct {
-    const char *kind;
-    cwba_dataset_open_fn open;
-} dataset_kinds[] = {
-    {"fmnist", cwba_dataset_open_fmnist},
-    {"imagenet", cwba_dataset_open_imagenet}, /* src/io/imagenet.c */
-    {"folder", cwba_dataset_open_folder},     /* src/io/imagenet.c */
-};
-#define DATASET_KINDS_USAGE "fmnist[:DIR[:train|:test]], imagenet:DIR[:LABELS], folder:DIR"
-
-cwba_status cwba_dataset_open(const char *spec, const cwba_preprocess *pp, cwba_dataset **out,
-                              cwba_error *err)
-{
-    *out = NULL;
-    if (!spec || !*spec)
-        return cwba_fail(err, CWBA_E_ARG, "empty dataset spec (valid: " DATASET_KINDS_USAGE ")");
-    if (pp) {
-        cwba_status st = cwba_preprocess_check(pp, spec, err);
-        if (st) return st;
-    }
-    const char *colon = strchr(spec, ':');
-    size_t klen = colon ? (size_t)(colon - spec) : strlen(spec);
-    for (size_t i = 0; i < sizeof dataset_kinds / sizeof dataset_kinds[0]; i++) {
-        if (strlen(dataset_kinds[i].kind) == klen &&
-            strncmp(dataset_kinds[i].kind, spec, klen) == 0)
-            return dataset_kinds[i].open(colon ? colon + 1 : NULL, pp, out, err);
-    }
-    return cwba_fail(err, CWBA_E_ARG, "unknown dataset kind in \"%s\" (valid: " DATASET_KINDS_USAGE
-                     ")", spec);
-}
 
 int cwba_dataset_count(const cwba_dataset *d) { return d ? d->count : 0; }
 
@@ -63,97 +31,98 @@ void cwba_dataset_free(cwba_dataset *d)
     free(d);
 }
 
-/* ---- preprocessing ---- */
+/* --------------------------------------------------------- every K-th view */
 
-cwba_preprocess cwba_preprocess_fmnist(void)
+typedef struct every_view {
+    cwba_dataset *inner;
+    int every;
+} every_view;
+
+static cwba_status every_get(const cwba_dataset *d, int index, float *out, int *label, cwba_error *err)
 {
-    cwba_preprocess pp;
-    memset(&pp, 0, sizeof pp); /* resize = 0: fmnist resizes straight to size */
-    pp.size = 64;
-    for (int c = 0; c < 3; c++) {
-        pp.mean[c] = 0.2860f;
-        pp.std[c] = 0.3530f;
-    }
-    return pp;
+    const every_view *v = d->impl;
+    return cwba_dataset_get(v->inner, index * v->every, out, label, err);
 }
 
-cwba_status cwba_preprocess_check(const cwba_preprocess *pp, const char *what, cwba_error *err)
+static void every_destroy(cwba_dataset *d)
 {
-    if (pp->size < 1 || pp->size > 4096)
-        return cwba_fail(err, CWBA_E_ARG, "%s: input size %d outside 1..4096", what, pp->size);
-    for (int c = 0; c < 3; c++) {
-        if (!isfinite(pp->mean[c]) || !isfinite(pp->std[c]) || !(pp->std[c] > 0))
-            return cwba_fail(err, CWBA_E_ARG, "%s: channel %d needs a finite mean and std > 0", what,
-                             c);
+    every_view *v = d->impl;
+    if (!v) return;
+    cwba_dataset_free(v->inner);
+    free(v);
+    d->impl = NULL;
+}
+
+static const cwba_dataset_ops every_ops = {.kind = "every", .get = every_get, .destroy = every_destroy};
+
+cwba_status cwba_dataset_every(cwba_dataset *inner, int every, cwba_dataset **out, cwba_error *err)
+{
+    *out = NULL;
+    if (!inner || every < 1) {
+        cwba_dataset_free(inner);
+        return cwba_fail(err, CWBA_E_ARG, "every: step %d must be at least 1", every);
     }
+    cwba_dataset *d = calloc(1, sizeof *d);
+    every_view *v = calloc(1, sizeof *v);
+    if (!d || !v) {
+        free(d);
+        free(v);
+        cwba_dataset_free(inner);
+        return cwba_fail(err, CWBA_E_NOMEM, "out of memory");
+    }
+    v->inner = inner;
+    v->every = every;
+    d->ops = &every_ops;
+    d->impl = v;
+    d->pp = inner->pp;
+    d->count = inner->count / every + (inner->count % every != 0);
+    d->has_labels = inner->has_labels;
+    *out = d;
     return CWBA_OK;
 }
 
-/* Source index pair and weights for output index i along one axis, with the
- * arithmetic of PyTorch's CPU upsample kernel (align_corners=False):
- * scale = (float)in / out in float; src = scale*(i+0.5)-0.5 clamped at 0 and
- * lambda = src - floor(src) in double, lambda rounded to float once.
- * (Verified bit-exact against torch 1.13 for dyadic and non-dyadic scales;
- * for 28 -> 64 every quantity is exact, so the precision does not matter.) */
-static void linear_source(int i, int in_size, int out_size, float scale, int *i0, int *i1,
-                          float *l0, float *l1)
+/* The image-backed dataset (one with the image hooks) under any number of
+ * every-views, with the index mapped into it; NULL for other kinds. */
+static const cwba_dataset *image_base(const cwba_dataset *d, int *index)
 {
-    if (in_size == out_size) {
-        *i0 = *i1 = i;
-        *l0 = 1.0f;
-        *l1 = 0.0f;
-        return;
+    while (d && d->ops == &every_ops) {
+        const every_view *v = d->impl;
+        if (index) *index *= v->every;
+        d = v->inner;
     }
-    double real = (double)scale * ((double)i + 0.5) - 0.5;
-    if (real < 0.0) real = 0.0;
-    int idx = (int)floor(real);
-    if (idx > in_size - 1) idx = in_size - 1;
-    double lam = real - (double)idx;
-    if (lam < 0.0) lam = 0.0;
-    if (lam > 1.0) lam = 1.0;
-    *i0 = idx;
-    *i1 = idx < in_size - 1 ? idx + 1 : idx;
-    *l1 = (float)lam;
-    *l0 = 1.0f - *l1;
+    return d && d->ops->item_path ? d : NULL;
 }
 
-void cwba_resize_bilinear(const float *in, int in_h, int in_w, float *out, int out_h, int out_w)
+cwba_status cwba_dataset_get_or_skip(const cwba_dataset *d, int index, float *out, int *label, int *skipped,
+                                     cwba_error *err)
 {
-    /* in: (in_h, in_w), out: (out_h, out_w) */
-    const float sh = (float)in_h / (float)out_h;
-    const float sw = (float)in_w / (float)out_w;
-    for (int y = 0; y < out_h; y++) {
-        int y0, y1;
-        float wy0, wy1;
-        linear_source(y, in_h, out_h, sh, &y0, &y1, &wy0, &wy1);
-        const float *r0 = in + (size_t)y0 * (size_t)in_w;
-        const float *r1 = in + (size_t)y1 * (size_t)in_w;
-        for (int x = 0; x < out_w; x++) {
-            int x0, x1;
-            float wx0, wx1;
-            linear_source(x, in_w, out_w, sw, &x0, &x1, &wx0, &wx1);
-            /* PyTorch's generic kernel interpolates along W, then H, each as
-             * t0*w0 + t1*w1; its AVX2 build contracts that to fma(t0, w0, t1*w1).
-             * Spelling the fma out reproduces torch bit for bit (checked against
-             * torch 1.13 in tests/test_io_preprocess.c). */
-            float t0 = fmaf(r0[x0], wx0, r0[x1] * wx1);
-            float t1 = fmaf(r1[x0], wx0, r1[x1] * wx1);
-            out[(size_t)y * (size_t)out_w + x] = fmaf(t0, wy0, t1 * wy1);
-        }
-    }
+    *skipped = 0;
+    cwba_status st = cwba_dataset_get(d, index, out, label, err);
+    if (st == CWBA_OK || st == CWBA_E_NOMEM || st == CWBA_E_ARG) return st;
+    int base_index = index;
+    const cwba_dataset *b = image_base(d, &base_index);
+    if (!b || !b->ops->skips_unreadable(b)) return st;
+    *skipped = 1; /* err keeps the reason; the image is counted by cwba_dataset_skipped */
+    return CWBA_OK;
 }
 
-void cwba_preprocess_gray_u8(const uint8_t *img, int h, int w, const cwba_preprocess *pp,
-                             float *work, float *out)
+int cwba_dataset_skipped(const cwba_dataset *d)
 {
-    const int s = pp->size;
-    const size_t plane = (size_t)s * (size_t)s;
-    float *x = work;                        /* (h, w) in [0, 1] */
-    float *r = work + (size_t)h * (size_t)w; /* (s, s) resized */
-    for (size_t i = 0; i < (size_t)h * (size_t)w; i++) x[i] = (float)img[i] / 255.0f;
-    cwba_resize_bilinear(x, h, w, r, s, s);
-    for (int c = 0; c < 3; c++) {
-        float *o = out + (size_t)c * plane; /* (s, s) */
-        for (size_t i = 0; i < plane; i++) o[i] = (r[i] - pp->mean[c]) / pp->std[c];
+    const cwba_dataset *b = image_base(d, NULL);
+    if (!b) return 0;
+    int n = 0;
+    /* Counted over the images this view can reach. */
+    for (int i = 0; i < d->count; i++) {
+        int k = i;
+        image_base(d, &k);
+        n += b->ops->is_unreadable(b, k);
     }
+    return n;
+}
+
+const char *cwba_dataset_item_path(const cwba_dataset *d, int index)
+{
+    if (!d || index < 0 || index >= d->count) return NULL;
+    const cwba_dataset *b = image_base(d, &index);
+    return b ? b->ops->item_path(b, index) : NULL;
 }

@@ -137,7 +137,7 @@ static void fmnist_destroy(cwba_dataset *d)
     d->impl = NULL;
 }
 
-static const cwba_dataset_ops fmnist_ops = {"fmnist", fmnist_get, fmnist_destroy};
+static const cwba_dataset_ops fmnist_ops = {.kind = "fmnist", .get = fmnist_get, .destroy = fmnist_destroy};
 
 cwba_status cwba_dataset_open_fmnist(const char *args, const cwba_preprocess *pp,
                                      cwba_dataset **out, cwba_error *err)

@@ -1,6 +1,6 @@
-/* Image-folder datasets: "imagenet:DIR[:LABELS]" and "folder:DIR", plus the
- * dataset options shared by every kind (every K-th image, skipping unreadable
- * images). Layouts are documented in docs/imagenet.md.
+/* Image-folder datasets: "imagenet:DIR[:LABELS]" and "folder:DIR" (the
+ * options every kind shares are in src/io/dataset.c). Layouts are documented
+ * in docs/imagenet.md.
  *
  * File order and labels follow torchvision's ImageFolder exactly, so an index
  * here is the same image as the same index in a PyTorch run:
@@ -427,8 +427,30 @@ static void image_destroy(cwba_dataset *d)
     d->impl = NULL;
 }
 
-static const cwba_dataset_ops imagenet_ops = {"imagenet", image_get, image_destroy};
-static const cwba_dataset_ops folder_ops = {"folder", image_get, image_destroy};
+/* The hooks behind the generic views of src/io/dataset.c (skipping
+ * unreadable images, file names). */
+static void image_set_skip(cwba_dataset *d) { ((image_set *)d->impl)->skip_unreadable = 1; }
+
+static int image_skips(const cwba_dataset *d) { return ((const image_set *)d->impl)->skip_unreadable; }
+
+static int image_is_bad(const cwba_dataset *d, int index)
+{
+    return atomic_load(&((const image_set *)d->impl)->bad[index]) != 0;
+}
+
+static const char *image_path(const cwba_dataset *d, int index)
+{
+    return ((const image_set *)d->impl)->files.v[index].path;
+}
+
+#define IMAGE_OPS(name)                                                                   \
+    {                                                                                    \
+        .kind = name, .get = image_get, .destroy = image_destroy,                        \
+        .set_skip_unreadable = image_set_skip, .skips_unreadable = image_skips,          \
+        .is_unreadable = image_is_bad, .item_path = image_path                           \
+    }
+static const cwba_dataset_ops imagenet_ops = IMAGE_OPS("imagenet");
+static const cwba_dataset_ops folder_ops = IMAGE_OPS("folder");
 
 static cwba_status finish_open(const cwba_dataset_ops *ops, file_list *files, int has_labels,
                                const cwba_preprocess *pp, const char *dir, cwba_dataset **out, cwba_error *err)
@@ -554,118 +576,4 @@ cwba_status cwba_dataset_open_folder(const char *args, const cwba_preprocess *pp
         return st;
     }
     return finish_open(&folder_ops, &files, 0, pp, dir, out, err);
-}
-
-/* --------------------------------------------------------- every K-th view */
-
-typedef struct every_view {
-    cwba_dataset *inner;
-    int every;
-} every_view;
-
-static cwba_status every_get(const cwba_dataset *d, int index, float *out, int *label, cwba_error *err)
-{
-    const every_view *v = d->impl;
-    return cwba_dataset_get(v->inner, index * v->every, out, label, err);
-}
-
-static void every_destroy(cwba_dataset *d)
-{
-    every_view *v = d->impl;
-    if (!v) return;
-    cwba_dataset_free(v->inner);
-    free(v);
-    d->impl = NULL;
-}
-
-static const cwba_dataset_ops every_ops = {"every", every_get, every_destroy};
-
-cwba_status cwba_dataset_every(cwba_dataset *inner, int every, cwba_dataset **out, cwba_error *err)
-{
-    *out = NULL;
-    if (!inner || every < 1) {
-        cwba_dataset_free(inner);
-        return cwba_fail(err, CWBA_E_ARG, "every: step %d must be at least 1", every);
-    }
-    cwba_dataset *d = calloc(1, sizeof *d);
-    every_view *v = calloc(1, sizeof *v);
-    if (!d || !v) {
-        free(d);
-        free(v);
-        cwba_dataset_free(inner);
-        return cwba_fail(err, CWBA_E_NOMEM, "out of memory");
-    }
-    v->inner = inner;
-    v->every = every;
-    d->ops = &every_ops;
-    d->impl = v;
-    d->pp = inner->pp;
-    d->count = inner->count / every + (inner->count % every != 0);
-    d->has_labels = inner->has_labels;
-    *out = d;
-    return CWBA_OK;
-}
-
-/* The image-backed dataset under any number of every-views, with the index
- * mapped into it; NULL for other kinds. */
-static const cwba_dataset *image_base(const cwba_dataset *d, int *index)
-{
-    while (d && d->ops == &every_ops) {
-        const every_view *v = d->impl;
-        if (index) *index *= v->every;
-        d = v->inner;
-    }
-    return d && (d->ops == &imagenet_ops || d->ops == &folder_ops) ? d : NULL;
-}
-
-cwba_status cwba_dataset_open_ex(const char *spec, const cwba_preprocess *pp, const cwba_dataset_options *opt,
-                                 cwba_dataset **out, cwba_error *err)
-{
-    *out = NULL;
-    cwba_dataset *d = NULL;
-    if (opt && opt->every < 0) return cwba_fail(err, CWBA_E_ARG, "every: step %d must be at least 1", opt->every);
-    cwba_status st = cwba_dataset_open(spec, pp, &d, err);
-    if (st) return st;
-    if (opt && opt->skip_unreadable) {
-        image_set *s = image_base(d, NULL) ? (image_set *)image_base(d, NULL)->impl : NULL;
-        if (s) s->skip_unreadable = 1;
-    }
-    if (opt && opt->every > 1) return cwba_dataset_every(d, opt->every, out, err);
-    *out = d;
-    return CWBA_OK;
-}
-
-cwba_status cwba_dataset_get_or_skip(const cwba_dataset *d, int index, float *out, int *label, int *skipped,
-                                     cwba_error *err)
-{
-    *skipped = 0;
-    cwba_status st = cwba_dataset_get(d, index, out, label, err);
-    if (st == CWBA_OK || st == CWBA_E_NOMEM || st == CWBA_E_ARG) return st;
-    int base_index = index;
-    const cwba_dataset *b = image_base(d, &base_index);
-    if (!b || !((const image_set *)b->impl)->skip_unreadable) return st;
-    *skipped = 1; /* err keeps the reason; the image is counted by cwba_dataset_skipped */
-    return CWBA_OK;
-}
-
-int cwba_dataset_skipped(const cwba_dataset *d)
-{
-    const cwba_dataset *b = image_base(d, NULL);
-    if (!b) return 0;
-    const image_set *s = b->impl;
-    int n = 0;
-    /* Counted over the images this view can reach. */
-    for (int i = 0; i < d->count; i++) {
-        int k = i;
-        image_base(d, &k);
-        n += atomic_load(&s->bad[k]) != 0;
-    }
-    return n;
-}
-
-const char *cwba_dataset_item_path(const cwba_dataset *d, int index)
-{
-    if (!d || index < 0 || index >= d->count) return NULL;
-    const cwba_dataset *b = image_base(d, &index);
-    return b ? ((const image_set *)b->impl)->files.v[index].path : NULL;
 }

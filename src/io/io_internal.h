@@ -41,6 +41,13 @@ typedef struct cwba_dataset_ops {
     cwba_status (*get)(const cwba_dataset *d, int index, float *out, int *label, cwba_error *err);
     /* Frees d->impl (not d itself). */
     void (*destroy)(cwba_dataset *d);
+    /* Kinds backed by image files only (NULL otherwise), for the options of
+     * cwba_dataset_open_ex: turn on skip_unreadable; whether it is on;
+     * whether image `index` failed to decode so far; its file. */
+    void (*set_skip_unreadable)(cwba_dataset *d);
+    int (*skips_unreadable)(const cwba_dataset *d);
+    int (*is_unreadable)(const cwba_dataset *d, int index);
+    const char *(*item_path)(const cwba_dataset *d, int index);
 } cwba_dataset_ops;
 
 struct cwba_dataset {

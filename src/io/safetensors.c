@@ -1,4 +1,4 @@
-/* safetensors reader and the content-sniffing weights loader.
+/* safetensors reader (the loader that picks the format: src/io/weights_load.c).
  *
  * Format: 8-byte little-endian header length N, N bytes of JSON
  * {"name": {"dtype": "F16", "shape": [..], "data_offsets": [begin, end]}, ...,
@@ -12,38 +12,6 @@
 
 /* A header this large is not a model header but a malformed or hostile file. */
 #define SAFETENSORS_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
-
-float cwba_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31;
-    uint32_t exp = (h >> 10) & 0x1F;
-    uint32_t man = h & 0x3FF;
-    uint32_t bits;
-    if (exp == 0x1F) {
-        /* Inf or NaN; keep the NaN payload in the top mantissa bits. */
-        bits = sign | 0x7F800000u | (man << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        /* Subnormal half: man * 2^-24, exactly representable as a normal float. */
-        float v = ldexpf((float)man, -24);
-        float r = sign ? -v : v;
-        return r;
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-float cwba_bf16_to_f32(uint16_t b)
-{
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
 
 typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64, DT_INT } dtype_kind;
 
@@ -213,24 +181,4 @@ cwba_status cwba_weights_parse_safetensors(const uint8_t *buf, size_t len, const
     }
     *out = w;
     return CWBA_OK;
-}
-
-cwba_status cwba_weights_load(const char *path, cwba_weights **out, cwba_error *err)
-{
-    *out = NULL;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    cwba_status st = cwba_read_maybe_xz(path, &buf, &len, err);
-    if (st) return st;
-
-    /* ---- format dispatch: one place, by content ---- */
-    if (cwba_is_pth(buf, len)) {
-        /* PyTorch .pth checkpoint: zip ("PK\x03\x04") or legacy pickle (src/io/pth.c). */
-        st = cwba_weights_parse_pth(buf, len, path, out, err);
-        free(buf);
-        return st;
-    }
-    st = cwba_weights_parse_safetensors(buf, len, path, out, err);
-    free(buf);
-    return st;
 }

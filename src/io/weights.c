@@ -1,6 +1,8 @@
-/* The name -> float32 tensor map every model is built from. */
-#include "cwba/io.h"
+/* The name -> float32 tensor map every model is built from, and the
+ * half-precision conversions its readers share. */
+#include "io_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,4 +76,36 @@ void cwba_weights_free(cwba_weights *w)
     }
     free(w->entries);
     free(w);
+}
+
+float cwba_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1F;
+    uint32_t man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0x1F) {
+        /* Inf or NaN; keep the NaN payload in the top mantissa bits. */
+        bits = sign | 0x7F800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else {
+        /* Subnormal half: man * 2^-24, exactly representable as a normal float. */
+        float v = ldexpf((float)man, -24);
+        float r = sign ? -v : v;
+        return r;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+float cwba_bf16_to_f32(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
