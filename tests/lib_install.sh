@@ -66,6 +66,14 @@ cmake -S "$tmp/cm" -B "$tmp/cm/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" >"$tmp/cm.lo
 cmake --build "$tmp/cm/b" >>"$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log" >&2; fail "find_package consumer did not build"; }
 "$tmp/cm/b/t" >/dev/null || fail "find_package consumer failed"
 
+# docs/api.md's C example against the installed package.
+mkdir "$tmp/doc"
+awk '/^```c$/ {on = 1; next} /^```/ {on = 0} on' "$src/docs/api.md" >"$tmp/doc/t.c"
+[ -s "$tmp/doc/t.c" ] || fail "no C example in docs/api.md"
+( cd "$tmp/doc" && cc -Wall -Wextra -Werror t.c $(pkg-config --cflags --libs cwba) -o t ) || fail "docs/api.md's C example did not build"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/doc/t" "$src/models/resnet18_fmnist64.safetensors") || fail "docs/api.md's C example failed"
+[[ "$out" =~ ^cwba\ [0-9.]+:\ 3\ bits,\ output\ mse\ [0-9] ]] || fail "docs/api.md's C example printed '$out'"
+
 # The installed Python package finds the installed library.
 pydir=$(find "$tmp/prefix" -path '*/cwba/__init__.py' | head -1)
 if [ -n "$python" ]; then

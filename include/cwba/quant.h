@@ -42,7 +42,10 @@ long cwba_budget(int bits, int C);
 /* ------------------------------------------------------------ the back end */
 
 /* Maps a batch of features (batch, C, H, W) to logits (batch, K). Must be
- * deterministic and treat each batch element independently. */
+ * deterministic and treat each batch element independently. A status other
+ * than CWBA_OK (with err filled, when non-NULL) aborts the library call that
+ * made the call: it returns that status at once, without calling again
+ * (the Python package turns a raised exception into this). */
 typedef cwba_status (*cwba_backend_fn)(void *ctx, const float *feat, int batch, float *logits,
                                        cwba_error *err);
 
