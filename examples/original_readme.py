@@ -16,9 +16,10 @@ fun_network_forward_inference, exactly the shape of the original's call.
                     (the misspelt mode is rejected with the valid ones; run
                     with 'uniform'), and DoReFa for comparison.
 
-Bounded for a test: --calib-images and --eval-images images (defaults 1 and
+Bounded for a test: --calib-images and --eval-images images (defaults 2 and
 2; one calibration image is about 33,000 back-end passes, ~1.1e12
-multiply-adds through layer4 at 64 px). The tables and MSEs are checked (rows sum to the budget, MSEs fall with
+multiply-adds through layer4 at 64 px; with one image the table's shares
+are whole numbers and leave no interval for the reserve). The tables and MSEs are checked (rows sum to the budget, MSEs fall with
 the bits) and the MSEs compared with the same run on cwba's own ResNet18
 back end. Run from a scratch directory: it writes ./channel_allocation and
 ./quant_interval_resnet there.
@@ -33,9 +34,15 @@ import struct
 import sys
 import time
 
-import numpy as np
-import torch
-import torchvision
+# One thread for torch and its BLAS unless told otherwise: OpenBLAS's own
+# thread pool on a busy machine made each small layer4 call take ~1 s
+# (0.04 s with one thread).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
 
 import cwba
 
@@ -82,13 +89,13 @@ def original(flag, bits, x, net_structure, quant_mode, reserve, csv_path="./chan
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--calib-images", type=int, default=1)
+    ap.add_argument("--calib-images", type=int, default=2)
     ap.add_argument("--eval-images", type=int, default=2)
     ap.add_argument("--reserve", type=int, default=20, help="reserve_interval (README: 20)")
     ap.add_argument("--weights", default=os.path.join(ROOT, "models", "resnet18_fmnist64.safetensors"))
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows up under CTest too
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t_start = time.time()
 
     net = torchvision_resnet18(args.weights)
@@ -109,6 +116,10 @@ def main():
     gap = float(np.abs(y_torch - y_cwba).max() / np.abs(y_cwba).max())
     print("torch back end vs cwba's: largest logit difference %.2e of the largest logit" % gap)
     assert gap < 1e-4, gap
+    # torch in, torch out: the package hands tensors back as tensors.
+    assert isinstance(ours(x0), torch.Tensor) and torch.equal(ours(x0), torch.from_numpy(y_cwba))
+    xq = cwba.quantize(x0, 7)
+    assert isinstance(xq, torch.Tensor) and xq.shape == x0.shape
 
     # README example 1: interval tables (flag 0).
     shutil.rmtree("channel_allocation", ignore_errors=True)
@@ -138,14 +149,17 @@ def main():
 
     # README example 2 with 'uniform' (and DoReFa), torch and cwba back ends.
     t0 = time.time()
-    table = {"uniform": {}, "dorefa": {}, "uniform (cwba back end)": {}}
+    table = {"uniform": {}, "uniform, reserve 0": {}, "dorefa": {}, "uniform (cwba back end)": {}}
+    torch_be = (net_structure, fun_network_forward_inference)
     for i in range(args.eval_images):
         x = feature(test[i][0])
         for b in range(2, 8):
-            for row, mode, ns, fun in (("uniform", "uniform", net_structure, fun_network_forward_inference),
-                                       ("dorefa", "dorefa", net_structure, fun_network_forward_inference),
-                                       ("uniform (cwba back end)", "uniform", ours, None)):
-                m = original(1, b, x if fun else x.numpy(), ns, mode, args.reserve, fun=fun)
+            for row, mode, reserve, (ns, fun) in (
+                    ("uniform", "uniform", args.reserve, torch_be),
+                    ("uniform, reserve 0", "uniform", 0, torch_be),
+                    ("dorefa", "dorefa", args.reserve, torch_be),
+                    ("uniform (cwba back end)", "uniform", args.reserve, (ours, None))):
+                m = original(1, b, x if fun else x.numpy(), ns, mode, reserve, fun=fun)
                 assert np.isfinite(m) and m >= 0, (row, b, m)
                 table[row].setdefault(b, []).append(m)
     print("flag 1: %d images in %.1f s, reserve_interval %d, output MSE (mean over images):"
@@ -156,6 +170,9 @@ def main():
     u = [np.mean(table["uniform"][b]) for b in range(2, 8)]
     c = [np.mean(table["uniform (cwba back end)"][b]) for b in range(2, 8)]
     assert u[-1] < u[0], u
+    r0 = [np.mean(table["uniform, reserve 0"][b]) for b in range(2, 8)]
+    if args.reserve > 0 and args.calib_images > 1:
+        assert r0 != u, "the reserve changed no allocation"
     for b, (a, o) in enumerate(zip(u, c), start=2):
         # The two back ends differ by float roundings; the allocations, and so
         # the MSEs, agree unless a greedy step meets a near-tie.

@@ -438,12 +438,16 @@ class Model:
     load = classmethod(lambda cls, *a, **k: cls(*a, **k))
 
     def close(self):
+        """Frees the model (also done when it is garbage collected)."""
         if getattr(self, "_m", None):
             _L.cwba_model_free(self._m)
             self._m = None
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
 
     def __enter__(self):
         return self
@@ -560,7 +564,10 @@ class Dataset:
             self._d = None
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
 
 
 from ._original import channel_wise_bit_allocation_algorithm  # noqa: E402
