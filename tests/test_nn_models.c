@@ -219,7 +219,15 @@ static void test_split_shapes(void **state)
     cwba_arch a;
     assert_int_equal(cwba_arch_parse("resnet18", &a, &err), CWBA_OK);
     assert_int_equal(a, CWBA_ARCH_RESNET18);
-    assert_int_equal(cwba_arch_parse("resnet50", &a, &err), CWBA_E_ARG);
+    assert_int_equal(cwba_arch_parse("resnet50", &a, &err), CWBA_OK);
+    assert_int_equal(a, CWBA_ARCH_RESNET50);
+    assert_int_equal(cwba_arch_parse("resnet200", &a, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "vgg19_bn"));
+    for (int i = 0; i < cwba_arch_count(); i++) { /* names round-trip */
+        assert_int_equal(cwba_arch_parse(cwba_arch_name(cwba_arch_at(i)), &a, &err), CWBA_OK);
+        assert_int_equal(a, cwba_arch_at(i));
+    }
+    assert_int_equal(cwba_arch_count(), 14);
 }
 
 /* ------------------------------------------------------------ properties */

@@ -21,11 +21,11 @@
 #define BN_EPS 1e-5f
 #define MAX_INPUT_SIZE 8192
 #define MAX_CLASSES 1000000
-#define MAX_UNITS 32
-#define MAX_SPLITS 40
-#define MAX_SPECS 128
+#define MAX_UNITS 64    /* ResNet152: 54, VGG19 with batch norm: 53 */
+#define MAX_SPLITS 64   /* ResNet152: 58 */
+#define MAX_SPECS 1024  /* ResNet152: 777 float tensors */
 #define MAX_LINEAR 3
-#define NN_UNIT_CONVS 3 /* conv, conv2, down */
+#define NN_UNIT_CONVS 4 /* conv, conv2, conv3, down */
 
 /* ------------------------------------------------------------ structure */
 
@@ -59,7 +59,10 @@ typedef struct unit {
     int pk, ps, pp;            /* U_MAXPOOL kernel, stride, padding */
     conv_layer conv2, down;    /* U_BLOCK */
     bn_layer bn2, down_bn;
+    conv_layer conv3;          /* U_BLOCK, Bottleneck */
+    bn_layer bn3;
     int has_down;
+    int bottleneck;            /* conv1 1x1, conv2 3x3 (the stride), conv3 1x1 */
     int out_pb;                /* border of the output in the blocked layout */
 } unit;
 
@@ -107,6 +110,7 @@ struct cwba_model {
     nn_pool *pool;
     int pool_threads;
     float **scratch;
+    long conv_calls[8]; /* per convolution path (model_run.c), for tests */
 };
 
 
@@ -128,6 +132,10 @@ typedef struct speclist {
 
 /* model_build.c */
 int nn_model_valid_arch(cwba_arch a);
+/* The last linear layer's tensor name and input features (num_classes is
+ * read from it before the model is built). */
+void nn_model_last_layer(cwba_arch a, const char **name, int *in);
+int nn_model_is_resnet(cwba_arch a);
 void nn_model_build(cwba_model *m, cwba_arch arch, int num_classes);
 /* The float tensors of m in torchvision's state_dict order. */
 void nn_model_specs(const cwba_model *m, speclist *s);
@@ -147,5 +155,10 @@ conv_layer *nn_model_conv_slot(cwba_model *m, int i);
 
 /* model_run.c */
 void nn_model_free_workspace(cwba_model *m);
+/* Convolutions run through the named path ("taps", "direct", "gemm-1x1",
+ * "gemm-im2col", "winograd", "blocked", "blocked-image", "image-via-plain")
+ * since the last reset (-1: no such path); tests check which path layers take. */
+long nn_model_conv_calls(const cwba_model *m, const char *path);
+void nn_model_conv_calls_reset(cwba_model *m);
 
 #endif

@@ -138,7 +138,12 @@ static int load_all(cwba_model *m, const cwba_weights *w)
         if (u->kind == U_BN && !load_bn(&u->bn, w)) return 0;
         if (u->kind == U_BLOCK) {
             if (!load_conv(m, &u->conv, w, u->in_h, u->in_w) || !load_bn(&u->bn, w) ||
-                !load_conv(m, &u->conv2, w, u->out_h, u->out_w) || !load_bn(&u->bn2, w))
+                !load_conv(m, &u->conv2, w, u->conv.geom.oh, u->conv.geom.ow) ||
+                !load_bn(&u->bn2, w))
+                return 0;
+            if (u->bottleneck &&
+                (!load_conv(m, &u->conv3, w, u->conv2.geom.oh, u->conv2.geom.ow) ||
+                 !load_bn(&u->bn3, w)))
                 return 0;
             if (u->has_down &&
                 (!load_conv(m, &u->down, w, u->in_h, u->in_w) || !load_bn(&u->down_bn, w)))
@@ -185,6 +190,8 @@ void cwba_model_free(cwba_model *m)
         free_bn(&u->bn);
         free_conv(&u->conv2);
         free_bn(&u->bn2);
+        free_conv(&u->conv3);
+        free_bn(&u->bn3);
         free_conv(&u->down);
         free_bn(&u->down_bn);
     }
@@ -197,17 +204,19 @@ void cwba_model_free(cwba_model *m)
 
 static cwba_status read_num_classes(cwba_arch arch, const cwba_weights *w, int *out, cwba_error *err)
 {
-    const char *last = arch == CWBA_ARCH_RESNET18 ? "fc.weight" : "classifier.6.weight";
+    const char *last;
+    int in;
+    nn_model_last_layer(arch, &last, &in);
     const cwba_tensor_entry *e = cwba_weights_find(w, last);
     if (!e)
         return cwba_fail(err, CWBA_E_SHAPE, "%s weights: missing tensor %s (expected shape (num_classes, %d))",
-                         cwba_arch_name(arch), last, arch == CWBA_ARCH_RESNET18 ? 512 : 4096);
+                         cwba_arch_name(arch), last, in);
     if (e->is_integer || e->ndim != 2 || e->shape[0] < 1 || e->shape[0] > MAX_CLASSES) {
         char got[96];
         return cwba_fail(err, CWBA_E_SHAPE,
                          "%s weights: tensor %s has shape %s, expected (num_classes, %d) with 1 <= num_classes <= %d",
                          cwba_arch_name(arch), last, nn_model_shape_str(got, sizeof got, e->ndim, e->shape),
-                         arch == CWBA_ARCH_RESNET18 ? 512 : 4096, MAX_CLASSES);
+                         in, MAX_CLASSES);
     }
     *out = (int)e->shape[0];
     return CWBA_OK;
@@ -251,7 +260,7 @@ cwba_status cwba_model_create(cwba_arch arch, const cwba_weights *w, int input_s
     }
     m->blk_ok = 1;
     for (int i = 0; i < m->nunits; i++) {
-        const conv_layer *cs[3];
+        const conv_layer *cs[NN_UNIT_CONVS];
         int nc = nn_model_unit_convs(&m->units[i], cs);
         for (int j = 0; j < nc; j++)
             if (!cs[j]->tpack || (cs[j]->cin % NN_CB != 0 && i > 0)) m->blk_ok = 0;

@@ -74,7 +74,7 @@ static int wino_workspace(cwba_model *m, int batch)
     int nt = nn_pool_size(m->pool), max_cin = 0;
     size_t need = 0;
     for (int i = 0; i < m->nunits; i++) {
-        const conv_layer *cs[3];
+        const conv_layer *cs[NN_UNIT_CONVS];
         int nc = nn_model_unit_convs(&m->units[i], cs);
         for (int j = 0; j < nc; j++) {
             if (!cs[j]->upack) continue;
@@ -121,7 +121,7 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
      * this batch (conv_run checks it again). */
     m->dir_floats = 0;
     for (int i = 0; i < m->nunits; i++) {
-        const conv_layer *cs[3];
+        const conv_layer *cs[NN_UNIT_CONVS];
         int nc = nn_model_unit_convs(&m->units[i], cs);
         for (int j = 0; j < nc; j++) {
             size_t t = 0;
@@ -151,47 +151,193 @@ static cwba_status ensure_workspace(cwba_model *m, int batch, cwba_error *err)
     return CWBA_OK;
 }
 
-/* Whether conv_run takes the tap-skipping path for this batch. */
+/* ------------------------------------------------------ convolution paths */
+
+/* Every convolution runs through conv_exec, which takes the first path of
+ * CONV_PATHS that applies to the call's layout and geometry. All paths
+ * compute the same bits (docs/architecture.md) except Winograd, which runs
+ * only where the model's arithmetic is CWBA_CONV_WINOGRAD. */
+typedef enum conv_layout {
+    CL_PLAIN,   /* (C, N, H, W) in and out */
+    CL_BLOCKED, /* nn_blk in and out */
+    CL_IMAGE    /* the (3, N, H, W) image in, nn_blk out */
+} conv_layout;
+
+typedef struct conv_call {
+    cwba_model *m;
+    const conv_layer *cv;
+    nn_conv_geom g;      /* at the call's input plane */
+    int batch;
+    const float *in;     /* CL_PLAIN, CL_IMAGE */
+    float *out;          /* CL_PLAIN; CL_IMAGE: a spare activation buffer */
+    const nn_blk *bin;   /* CL_BLOCKED */
+    const nn_blk *bout;  /* CL_BLOCKED, CL_IMAGE */
+    const nn_blk *bres;  /* CL_BLOCKED residual, or NULL */
+    const nn_epilogue *ep;
+} conv_call;
+
+typedef struct conv_path {
+    const char *name;
+    conv_layout layout;
+    int (*applies)(const conv_call *c);
+    void (*run)(const conv_call *c);
+} conv_path;
+
+/* Whether the tap-skipping path runs this batch. Taps only pay once every
+ * group's GEMM spans two column panels: with fewer columns the weights are
+ * streamed per group and dominate (the restricted weights of all groups are
+ * larger than the full ones). */
 static int taps_run(const conv_layer *cv, int batch, int h, int w)
 {
     return cv->use_taps && cv->taps.geom.h == h && cv->taps.geom.w == w &&
            (long)batch * cv->taps.min_npos >= 2 * NN_NR;
 }
 
-/* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue. */
-static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int batch, int h, int w,
-                     float *out, const nn_epilogue *ep)
+static int taps_applies(const conv_call *c) { return taps_run(c->cv, c->batch, c->g.h, c->g.w); }
+
+static void taps_exec(const conv_call *c)
 {
-    nn_conv_geom g = {.cin = cv->cin, .h = h, .w = w, .k = cv->k, .stride = cv->stride, .pad = cv->pad};
-    g.oh = nn_out_side(h, cv->k, cv->stride, cv->pad);
-    g.ow = nn_out_side(w, cv->k, cv->stride, cv->pad);
-    /* Taps only pay once every group's GEMM spans two column panels: with
-     * fewer columns the weights are streamed per group and dominate (the
-     * restricted weights of all groups are larger than the full ones). */
-    if (taps_run(cv, batch, h, w)) {
-        nn_tapconv_run(m->pool, &cv->taps, in, batch, out, ep, m->scratch, m->tapbuf);
-        return;
-    }
-    if (nn_directconv_pays(&g, batch) && nn_directconv_applies(&cv->geom, 1) &&
-        nn_directconv_tmp_floats(&g, batch) <= m->dir_floats) {
-        nn_directconv_run(m->pool, cv->apack, cv->tpack, cv->cout, &g, in, batch, out, ep, m->scratch,
-                          m->dirbuf, m->offbuf);
-        return;
-    }
-    nn_gemm gm = {.m = cv->cout, .n = batch * g.oh * g.ow, .k = cv->cin * cv->k * cv->k,
-                  .apack = cv->apack, .c = out, .ep = *ep};
+    nn_tapconv_run(c->m->pool, &c->cv->taps, c->in, c->batch, c->out, c->ep, c->m->scratch,
+                   c->m->tapbuf);
+}
+
+static int direct_applies(const conv_call *c)
+{
+    return nn_directconv_pays(&c->g, c->batch) && nn_directconv_applies(&c->cv->geom, 1) &&
+           nn_directconv_tmp_floats(&c->g, c->batch) <= c->m->dir_floats;
+}
+
+static void direct_exec(const conv_call *c)
+{
+    const conv_layer *cv = c->cv;
+    nn_directconv_run(c->m->pool, cv->apack, cv->tpack, cv->cout, &c->g, c->in, c->batch, c->out,
+                      c->ep, c->m->scratch, c->m->dirbuf, c->m->offbuf);
+}
+
+/* A 1x1 stride-1 convolution is a plain matrix product. */
+static int matrix_applies(const conv_call *c)
+{
+    return c->cv->k == 1 && c->cv->stride == 1 && c->cv->pad == 0;
+}
+
+static int always(const conv_call *c)
+{
+    (void)c;
+    return 1;
+}
+
+static void gemm_exec(const conv_call *c)
+{
+    const conv_layer *cv = c->cv;
+    nn_gemm gm = {.m = cv->cout, .n = c->batch * c->g.oh * c->g.ow, .k = cv->cin * cv->k * cv->k,
+                  .apack = cv->apack, .c = c->out, .ep = *c->ep};
     gm.ldc = (size_t)gm.n;
-    nn_im2col_ctx ic = {.in = in, .batch = batch, .g = g};
-    nn_matrix_ctx mc = {.b = in, .k = cv->cin, .n = gm.n, .ld = (size_t)gm.n};
-    if (cv->k == 1 && cv->stride == 1 && cv->pad == 0) {
-        /* A 1x1 stride-1 convolution is a plain matrix product. */
+    nn_im2col_ctx ic = {.in = c->in, .batch = c->batch, .g = c->g};
+    nn_matrix_ctx mc = {.b = c->in, .k = cv->cin, .n = gm.n, .ld = (size_t)gm.n};
+    if (matrix_applies(c)) {
         gm.pack_b = nn_pack_b_matrix;
         gm.pack_ctx = &mc;
     } else {
         gm.pack_b = nn_pack_b_im2col;
         gm.pack_ctx = &ic;
     }
-    nn_gemm_run(m->pool, &gm, m->scratch);
+    nn_gemm_run(c->m->pool, &gm, c->m->scratch);
+}
+
+static int wino_applies(const conv_call *c)
+{
+    const cwba_model *m = c->m;
+    return c->cv->upack && m->wbuf && nn_wino_applies(&c->g, c->cv->cout, c->bin) &&
+           nn_wino_tmp_floats(&c->g, c->bin->n, nn_pool_size(m->pool)) <= m->wbuf_floats;
+}
+
+static void wino_exec(const conv_call *c)
+{
+    cwba_model *m = c->m;
+    nn_wino_conv(m->pool, c->cv->upack, c->cv->cout, &c->g, c->bin, c->bout, c->ep, c->bres,
+                 m->scratch, m->wbuf, m->woff);
+}
+
+/* nn_blk_conv_applies holds by construction here: use_blk (AVX-512, int
+ * offsets), blk_ok (a t-pack, so cout % 64 == 0, and cin % 16 == 0) and the
+ * borders, which nn_model_blocked makes as wide as the readers' padding. */
+static void blk_exec(const conv_call *c)
+{
+    cwba_model *m = c->m;
+    nn_blk_conv(m->pool, c->cv->tpack, c->cv->cout, &c->g, c->bin, c->bout, c->ep, c->bres,
+                m->scratch, m->offbuf);
+}
+
+/* The image, (3, batch, H, W): through the padded copy. */
+static int image_applies(const conv_call *c)
+{
+    return nn_blk_image_conv_applies(&c->g, c->batch, c->cv->cout) &&
+           nn_blk_image_tmp_floats(&c->g, c->batch) <= c->m->dir_floats;
+}
+
+static void image_exec(const conv_call *c)
+{
+    cwba_model *m = c->m;
+    nn_blk_conv_image(m->pool, c->cv->tpack, c->cv->cout, &c->g, c->in, c->batch, c->bout, c->ep,
+                      m->scratch, m->dirbuf, m->offbuf);
+}
+
+static void conv_exec(const conv_call *c, conv_layout layout);
+
+/* Else the image through a plain path into c->out, then blocked. */
+static void image_plain_exec(const conv_call *c)
+{
+    conv_exec(c, CL_PLAIN);
+    nn_blk_from_cnhw(c->m->pool, c->out, c->bout);
+}
+
+static const conv_path CONV_PATHS[] = {
+    {"taps", CL_PLAIN, taps_applies, taps_exec},
+    {"direct", CL_PLAIN, direct_applies, direct_exec},
+    {"gemm-1x1", CL_PLAIN, matrix_applies, gemm_exec},
+    {"gemm-im2col", CL_PLAIN, always, gemm_exec},
+    {"winograd", CL_BLOCKED, wino_applies, wino_exec},
+    {"blocked", CL_BLOCKED, always, blk_exec},
+    {"blocked-image", CL_IMAGE, image_applies, image_exec},
+    {"image-via-plain", CL_IMAGE, always, image_plain_exec},
+};
+#define NPATHS ((int)(sizeof CONV_PATHS / sizeof *CONV_PATHS))
+
+static void conv_exec(const conv_call *c, conv_layout layout)
+{
+    for (int i = 0; i < NPATHS; i++) {
+        const conv_path *p = &CONV_PATHS[i];
+        if (p->layout != layout || !p->applies(c)) continue;
+        c->m->conv_calls[i]++;
+        p->run(c);
+        return;
+    }
+}
+
+long nn_model_conv_calls(const cwba_model *m, const char *path)
+{
+    for (int i = 0; i < NPATHS; i++)
+        if (!strcmp(CONV_PATHS[i].name, path)) return m->conv_calls[i];
+    return -1;
+}
+
+void nn_model_conv_calls_reset(cwba_model *m) { memset(m->conv_calls, 0, sizeof m->conv_calls); }
+
+static nn_conv_geom conv_geom_at(const conv_layer *cv, int h, int w)
+{
+    nn_conv_geom g = {.cin = cv->cin, .h = h, .w = w, .k = cv->k, .stride = cv->stride, .pad = cv->pad};
+    g.oh = nn_out_side(h, cv->k, cv->stride, cv->pad);
+    g.ow = nn_out_side(w, cv->k, cv->stride, cv->pad);
+    return g;
+}
+
+/* (cout, batch, oh, ow) = conv((cin, batch, h, w)) with the epilogue. */
+static void conv_run(cwba_model *m, const conv_layer *cv, const float *in, int batch, int h, int w,
+                     float *out, const nn_epilogue *ep)
+{
+    conv_call c = {.m = m, .cv = cv, .g = conv_geom_at(cv, h, w), .batch = batch, .in = in,
+                   .out = out, .ep = ep};
+    conv_exec(&c, CL_PLAIN);
 }
 
 static int other_buf(int a, int b, int c)
@@ -320,7 +466,8 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
             break;
         }
         case U_BLOCK: {
-            /* out = relu(bn2(conv2(relu(bn1(conv1(x))))) + identity) */
+            /* out = relu(bn2(conv2(relu(bn1(conv1(x))))) + identity); a
+             * Bottleneck: relu(bn3(conv3(relu(bn2(conv2(...))))) + identity) */
             int t1 = other_buf(*cur, -1, -1);
             nn_epilogue ep1 = {.alpha = u->bn.alpha, .beta = u->bn.beta, .relu = 1};
             conv_run(m, &u->conv, x, batch, u->in_h, u->in_w, m->buf[t1], &ep1);
@@ -333,8 +480,23 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
                 identity = m->buf[id];
             }
             int o = other_buf(*cur, t1, id);
-            nn_epilogue ep2 = {.alpha = u->bn2.alpha, .beta = u->bn2.beta, .res = identity, .relu = 1};
-            conv_run(m, &u->conv2, m->buf[t1], batch, u->out_h, u->out_w, m->buf[o], &ep2);
+            const conv_layer *last = &u->conv2;
+            const bn_layer *last_bn = &u->bn2;
+            if (u->bottleneck) {
+                /* conv2 into the fourth buffer; conv3 reads it and writes
+                 * where conv1's output was. */
+                nn_epilogue ep2 = {.alpha = u->bn2.alpha, .beta = u->bn2.beta, .relu = 1};
+                conv_run(m, &u->conv2, m->buf[t1], batch, u->conv2.geom.h, u->conv2.geom.w,
+                         m->buf[o], &ep2);
+                int t = t1;
+                t1 = o;
+                o = t;
+                last = &u->conv3;
+                last_bn = &u->bn3;
+            }
+            nn_epilogue epl = {.alpha = last_bn->alpha, .beta = last_bn->beta, .res = identity,
+                               .relu = 1};
+            conv_run(m, last, m->buf[t1], batch, last->geom.h, last->geom.w, m->buf[o], &epl);
             *cur = o;
             break;
         }
@@ -352,8 +514,7 @@ static int use_blk(const cwba_model *m, int batch)
     return m->blk_ok && nn_isa_avx512() && m->max_blk <= (size_t)INT_MAX / (size_t)batch;
 }
 
-/* Unit i's output (or, for a block, its conv1 output with border pb) as a
- * blocked tensor in m->buf[b]. */
+/* Unit i's output with border pb as a blocked tensor in m->buf[b]. */
 static nn_blk unit_blk(const cwba_model *m, int i, int batch, int b, int pb)
 {
     const unit *u = &m->units[i];
@@ -361,28 +522,19 @@ static nn_blk unit_blk(const cwba_model *m, int i, int batch, int b, int pb)
                     .pb = pb};
 }
 
-static nn_conv_geom conv_geom_at(const conv_layer *cv, int h, int w)
-{
-    nn_conv_geom g = {.cin = cv->cin, .h = h, .w = w, .k = cv->k, .stride = cv->stride, .pad = cv->pad};
-    g.oh = nn_out_side(h, cv->k, cv->stride, cv->pad);
-    g.ow = nn_out_side(w, cv->k, cv->stride, cv->pad);
-    return g;
-}
-
-/* nn_blk_conv_applies holds by construction here: use_blk (AVX-512, int
- * offsets), blk_ok (a t-pack, so cout % 64 == 0, and cin % 16 == 0) and the
- * borders, which nn_model_blocked makes as wide as the readers' padding. */
 static void blk_conv(cwba_model *m, const conv_layer *cv, const nn_blk *in, const nn_blk *out,
                      const nn_epilogue *ep, const nn_blk *res)
 {
-    nn_conv_geom g = conv_geom_at(cv, in->h, in->w);
-    if (cv->upack && m->wbuf && nn_wino_applies(&g, cv->cout, in) &&
-        nn_wino_tmp_floats(&g, in->n, nn_pool_size(m->pool)) <= m->wbuf_floats) {
-        nn_wino_conv(m->pool, cv->upack, cv->cout, &g, in, out, ep, res, m->scratch, m->wbuf,
-                     m->woff);
-        return;
-    }
-    nn_blk_conv(m->pool, cv->tpack, cv->cout, &g, in, out, ep, res, m->scratch, m->offbuf);
+    conv_call c = {.m = m, .cv = cv, .g = conv_geom_at(cv, in->h, in->w), .batch = in->n,
+                   .bin = in, .bout = out, .bres = res, .ep = ep};
+    conv_exec(&c, CL_BLOCKED);
+}
+
+/* cv's output as a blocked tensor with border pb in m->buf[b]. */
+static nn_blk conv_blk(const cwba_model *m, const conv_layer *cv, int batch, int b, int pb)
+{
+    return (nn_blk){.d = m->buf[b], .c = cv->cout, .n = batch, .h = cv->geom.oh,
+                    .w = cv->geom.ow, .pb = pb};
 }
 
 /* Small planes with much padding (4x4 and 2x2 at batch 64) are faster
@@ -391,10 +543,10 @@ static void blk_conv(cwba_model *m, const conv_layer *cv, const nn_blk *in, cons
  * on the way. */
 static int unit_wants_taps(const unit *u, int batch)
 {
-    const conv_layer *cs[3];
+    const conv_layer *cs[NN_UNIT_CONVS];
     int nc = nn_model_unit_convs(u, cs);
     for (int j = 0; j < nc; j++) {
-        int h = j == 1 ? u->out_h : u->in_h, w = j == 1 ? u->out_w : u->in_w;
+        int h = cs[j]->geom.h, w = cs[j]->geom.w;
         if (taps_run(cs[j], batch, h, w) && nn_tapconv_padded_fraction(&cs[j]->taps.geom) > 0.5) return 1;
     }
     return 0;
@@ -418,17 +570,10 @@ static void run_units_blk(cwba_model *m, int u0, int u1, int batch, int *cur)
             if (i > 0) {
                 blk_conv(m, &u->conv, &x, &y, &ep, NULL);
             } else {
-                /* The image, (3, batch, H, W): through the padded copy. */
-                nn_conv_geom g = conv_geom_at(&u->conv, u->in_h, u->in_w);
-                if (nn_blk_image_conv_applies(&g, batch, u->conv.cout) &&
-                    nn_blk_image_tmp_floats(&g, batch) <= m->dir_floats) {
-                    nn_blk_conv_image(m->pool, u->conv.tpack, u->conv.cout, &g, m->buf[*cur], batch,
-                                      &y, &ep, m->scratch, m->dirbuf, m->offbuf);
-                } else {
-                    int t = other_buf(*cur, o, -1);
-                    conv_run(m, &u->conv, m->buf[*cur], batch, u->in_h, u->in_w, m->buf[t], &ep);
-                    nn_blk_from_cnhw(m->pool, m->buf[t], &y);
-                }
+                conv_call c = {.m = m, .cv = &u->conv, .g = conv_geom_at(&u->conv, u->in_h, u->in_w),
+                               .batch = batch, .in = m->buf[*cur],
+                               .out = m->buf[other_buf(*cur, o, -1)], .bout = &y, .ep = &ep};
+                conv_exec(&c, CL_IMAGE);
             }
             *cur = o;
             i = last;
@@ -452,23 +597,35 @@ static void run_units_blk(cwba_model *m, int u0, int u1, int batch, int *cur)
             break;
         }
         case U_BLOCK: {
-            /* out = relu(bn2(conv2(relu(bn1(conv1(x))))) + identity) */
+            /* out = relu(bn2(conv2(relu(bn1(conv1(x))))) + identity); a
+             * Bottleneck: relu(bn3(conv3(relu(bn2(conv2(...))))) + identity) */
             int t1 = other_buf(*cur, -1, -1);
-            nn_blk y1 = unit_blk(m, i, batch, t1, u->conv2.pad);
+            nn_blk y1 = conv_blk(m, &u->conv, batch, t1, u->conv2.pad);
             nn_epilogue ep1 = {.alpha = u->bn.alpha, .beta = u->bn.beta, .relu = 1};
             blk_conv(m, &u->conv, &x, &y1, &ep1, NULL);
             nn_blk identity = x;
             int id = *cur;
             if (u->has_down) {
                 id = other_buf(*cur, t1, -1);
-                identity = unit_blk(m, i, batch, id, 0);
+                identity = conv_blk(m, &u->down, batch, id, 0);
                 nn_epilogue epd = {.alpha = u->down_bn.alpha, .beta = u->down_bn.beta};
                 blk_conv(m, &u->down, &x, &identity, &epd, NULL);
             }
             int o = other_buf(*cur, t1, id);
+            const conv_layer *last = &u->conv2;
+            const bn_layer *last_bn = &u->bn2;
+            if (u->bottleneck) { /* as in run_units */
+                nn_blk y2 = conv_blk(m, &u->conv2, batch, o, u->conv3.pad);
+                nn_epilogue ep2 = {.alpha = u->bn2.alpha, .beta = u->bn2.beta, .relu = 1};
+                blk_conv(m, &u->conv2, &y1, &y2, &ep2, NULL);
+                y1 = y2;
+                o = t1;
+                last = &u->conv3;
+                last_bn = &u->bn3;
+            }
             nn_blk y = unit_blk(m, i, batch, o, u->out_pb);
-            nn_epilogue ep2 = {.alpha = u->bn2.alpha, .beta = u->bn2.beta, .relu = 1};
-            blk_conv(m, &u->conv2, &y1, &y, &ep2, &identity);
+            nn_epilogue epl = {.alpha = last_bn->alpha, .beta = last_bn->beta, .relu = 1};
+            blk_conv(m, last, &y1, &y, &epl, &identity);
             *cur = o;
             break;
         }
@@ -616,7 +773,7 @@ static int wino_layer(const conv_layer *c)
 
 static void free_upacks(cwba_model *m)
 {
-    for (int i = 0; i < 3 * m->nunits; i++) {
+    for (int i = 0; i < NN_UNIT_CONVS * m->nunits; i++) {
         conv_layer *c = nn_model_conv_slot(m, i);
         free(c->upack);
         c->upack = NULL;
@@ -631,7 +788,7 @@ cwba_status cwba_model_set_conv_algo(cwba_model *m, cwba_conv_algo algo, cwba_er
                          (int)algo);
     if (algo == m->conv_algo) return CWBA_OK;
     if (algo == CWBA_CONV_WINOGRAD) {
-        for (int i = 0; i < 3 * m->nunits; i++) {
+        for (int i = 0; i < NN_UNIT_CONVS * m->nunits; i++) {
             conv_layer *c = nn_model_conv_slot(m, i);
             if (!wino_layer(c) || c->upack) continue;
             const int kdim = c->cin * 9;
