@@ -421,16 +421,13 @@ cwba_status nn_model_shapes(cwba_model *m, int s, cwba_error *err)
             break;
         case U_BLOCK: {
             /* conv1 -> conv2 (-> conv3); the downsample sees the block's input. */
-            const conv_layer *cs[NN_UNIT_CONVS];
-            int nc = nn_model_unit_convs(u, cs), ih = h, iw = w;
-            for (int j = 0; j < nc; j++) {
-                conv_layer *cv = (conv_layer *)cs[j];
-                int down = cv == &u->down;
-                conv_at(cv, down ? ih : h, down ? iw : w);
-                if (down) continue;
-                c = cv->cout;
-                h = cv->geom.oh;
-                w = cv->geom.ow;
+            conv_layer *chain[3] = {&u->conv, &u->conv2, &u->conv3};
+            if (u->has_down) conv_at(&u->down, h, w);
+            for (int j = 0; j < (u->bottleneck ? 3 : 2); j++) {
+                conv_at(chain[j], h, w);
+                c = chain[j]->cout;
+                h = chain[j]->geom.oh;
+                w = chain[j]->geom.ow;
                 size_t act = (size_t)c * h * w;
                 if (act > max_act) max_act = act;
             }

@@ -26,6 +26,7 @@
 #define MAX_SPECS 1024  /* ResNet152: 777 float tensors */
 #define MAX_LINEAR 3
 #define NN_UNIT_CONVS 4 /* conv, conv2, conv3, down */
+#define NN_CONV_PATHS 8 /* entries of CONV_PATHS (model_run.c) */
 
 /* ------------------------------------------------------------ structure */
 
@@ -110,7 +111,7 @@ struct cwba_model {
     nn_pool *pool;
     int pool_threads;
     float **scratch;
-    long conv_calls[8]; /* per convolution path (model_run.c), for tests */
+    long conv_calls[NN_CONV_PATHS]; /* per path of CONV_PATHS (model_run.c), for tests */
 };
 
 

@@ -302,6 +302,7 @@ static const conv_path CONV_PATHS[] = {
     {"image-via-plain", CL_IMAGE, always, image_plain_exec},
 };
 #define NPATHS ((int)(sizeof CONV_PATHS / sizeof *CONV_PATHS))
+_Static_assert(sizeof CONV_PATHS / sizeof *CONV_PATHS == NN_CONV_PATHS, "NN_CONV_PATHS");
 
 static void conv_exec(const conv_call *c, conv_layout layout)
 {
