@@ -10,7 +10,7 @@
  * - the same bits at 1 and 2 threads and whatever the batch (each image
  *   alone or all together);
  * - nn_wino_applies refuses what the transform cannot do.
- * AVX-512 only, as the blocked layout. */
+ * On every ISA of this CPU (AVX-512, AVX2+FMA, portable C). */
 #include "testutil.h"
 #include "nn/nn_internal.h"
 

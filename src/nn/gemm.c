@@ -401,14 +401,14 @@ int nn_isa_avx512(void)
 #endif
 }
 
-/* The blocked kernels beat the (C, N, H, W) paths with AVX-512 and with
- * AVX2 (docs/performance.md); portable C keeps the plain layout, whose
- * scalar GEMM holds a 4 x 16 register tile. */
-int nn_isa_blocked(void)
-{
-    cwba_isa i = cwba_isa_current();
-    return i == CWBA_ISA_AVX512 || i == CWBA_ISA_AVX2;
-}
+/* Every ISA runs the blocked layout: its kernels beat the (C, N, H, W)
+ * paths with AVX-512 and AVX2 (docs/performance.md), and only there can
+ * Winograd run, so one layout everywhere gives each arithmetic the same
+ * bits on every ISA. */
+static int g_blocked_off; /* tests: nn_set_blocked(0) */
+
+int nn_isa_blocked(void) { return !g_blocked_off; }
+void nn_set_blocked(int on) { g_blocked_off = !on; }
 
 int nn_gemm_set_isa(const char *name)
 {

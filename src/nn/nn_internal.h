@@ -97,9 +97,11 @@ int nn_gemm_set_isa(const char *name);
  * GEMM's choice, so that tests reach every path by nn_gemm_set_isa. */
 int nn_isa_avx512(void);
 /* 1 when the models run in the channel-blocked layout (nn_blk) at the
- * chosen ISA: the ISAs whose blocked kernels are faster than the (C, N, H,
- * W) paths. The blocked kernels themselves run on every ISA. */
+ * chosen ISA: on every ISA (the blocked kernels exist on each), unless a
+ * test has switched it off with nn_set_blocked(0) to reach the (C, N, H,
+ * W) paths; models created then keep that layout. */
 int nn_isa_blocked(void);
+void nn_set_blocked(int on);
 
 /* malloc for float arrays (free() releases it); large ones are huge-page
  * aligned. NULL on overflow or when memory is short. */
