@@ -261,7 +261,58 @@ __attribute__((target("avx512f"))) static void narrow_avx512(int k, const float 
     }
 NARROW_RANGE(narrow_range_scalar, narrow_scalar, MR_SCALAR, )
 #ifdef NN_X86
-NARROW_RANGE(narrow_range_avx2, narrow_avx2, MR_AVX2, __attribute__((target("avx2,fma"))))
+NARROW_RANGE(narrow_range_avx2_panels, narrow_avx2, MR_AVX2, __attribute__((target("avx2,fma"))))
+
+/* One column (a linear layer on one image): the chains of eight 6-row
+ * panels in eight accumulators, so that eight FMAs are in flight where one
+ * panel at a time waits on each FMA's latency. Lanes 6 and 7 of a load
+ * read the next k's first two rows (the masked load of the last k stays
+ * inside the panel) and are dropped. */
+__attribute__((target("avx2,fma"))) static void narrow_range_avx2(int k, const float *a, int npan,
+                                                                  int mrows, const float *b,
+                                                                  int ncols, float *c, size_t ldc)
+{
+    if (ncols != 1 || k < 1) {
+        narrow_range_avx2_panels(k, a, npan, mrows, b, ncols, c, ldc);
+        return;
+    }
+    const size_t as = (size_t)MR_AVX2 * k;
+    const __m256i mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    for (int q = 0; q < npan; q += 8) {
+        int nq = npan - q < 8 ? npan - q : 8;
+        __m256 acc[8];
+        for (int u = 0; u < 8; u++) acc[u] = _mm256_setzero_ps();
+        const float *a0 = a + (size_t)q * as;
+        if (nq == 8) {
+            for (int p = 0; p < k - 1; p++) {
+                __m256 bv = _mm256_set1_ps(b[(size_t)p * NN_NR]);
+                const float *ap = a0 + (size_t)p * MR_AVX2;
+                for (int u = 0; u < 8; u++)
+                    acc[u] = _mm256_fmadd_ps(_mm256_loadu_ps(ap + u * as), bv, acc[u]);
+            }
+        } else {
+            for (int p = 0; p < k - 1; p++) {
+                __m256 bv = _mm256_set1_ps(b[(size_t)p * NN_NR]);
+                const float *ap = a0 + (size_t)p * MR_AVX2;
+                for (int u = 0; u < nq; u++)
+                    acc[u] = _mm256_fmadd_ps(_mm256_loadu_ps(ap + u * as), bv, acc[u]);
+            }
+        }
+        {
+            __m256 bv = _mm256_set1_ps(b[(size_t)(k - 1) * NN_NR]);
+            const float *ap = a0 + (size_t)(k - 1) * MR_AVX2;
+            for (int u = 0; u < nq; u++)
+                acc[u] = _mm256_fmadd_ps(_mm256_maskload_ps(ap + u * as, mask), bv, acc[u]);
+        }
+        float tmp[8];
+        for (int u = 0; u < nq; u++) {
+            int row0 = (q + u) * MR_AVX2;
+            int rows = mrows - row0 < MR_AVX2 ? mrows - row0 : MR_AVX2;
+            _mm256_storeu_ps(tmp, acc[u]);
+            for (int i = 0; i < rows; i++) c[(size_t)(row0 + i) * ldc] = tmp[i];
+        }
+    }
+}
 
 /* AVX-512: eight panels at a time, two 8-row panels per zmm (16 independent
  * chains, four columns each; columns beyond ncols are zero padding of b,
