@@ -58,29 +58,8 @@ typedef struct row_job {
 } row_job;
 
 /* The row kernels, once per ISA. */
-#define VATTR
-#define VPFX v16s
-#define VNAME(x) x##_scalar
-#include "nn/blocked_tmpl.h"
-#undef VATTR
-#undef VPFX
-#undef VNAME
-#ifdef NN_X86
-#define VATTR __attribute__((target("avx512f")))
-#define VPFX v16a
-#define VNAME(x) x##_avx512
-#include "nn/blocked_tmpl.h"
-#undef VATTR
-#undef VPFX
-#undef VNAME
-#define VATTR __attribute__((target("avx2,fma")))
-#define VPFX v16b
-#define VNAME(x) x##_avx2
-#include "nn/blocked_tmpl.h"
-#undef VATTR
-#undef VPFX
-#undef VNAME
-#endif
+#define V16_TEMPLATE "nn/blocked_tmpl.h"
+#include "nn/v16_each.h"
 
 #ifdef NN_X86
 /* r[i][l] -> r[l][i]: 16 x 16 floats. */

@@ -777,7 +777,8 @@ void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *sc
  * is T_P positions x 64 rows: per k, four loads of the packed weights and
  * one broadcast per position feed 4 * T_P fused multiply-adds. Each element
  * is still the chain over p = 0..K-1 from 0 (an FMA's two factors commute),
- * so the result is the other paths' to the bit. AVX-512 only. */
+ * so the result is the other paths' to the bit. AVX-512, AVX2+FMA
+ * (tkernel2_*: the same chains in 16-row slices) and portable C. */
 #define T_OC NN_T_OC
 /* k-blocks: K is cut into equal blocks of at most T_KC (147 KB of packed
  * weights, read from L2): whole networks at 224 px batch 1 ran 1.03-1.05x

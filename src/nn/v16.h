@@ -5,9 +5,10 @@
  * is one IEEE operation per lane, the same on each ISA, so the three
  * instances give the same bits.
  *
- * A template is included once per ISA after defining VPFX (v16a: AVX-512,
- * v16b: AVX2, v16s: scalar), VATTR (its target attribute) and VNAME(x) (the
- * instance's function name). */
+ * v16_each.h includes a template once per ISA, defining VPFX (v16a:
+ * AVX-512, v16b: AVX2, v16s: scalar), VATTR (its target attribute) and
+ * VNAME(x) (the instance's function name); VT and VOP(op) name the
+ * instance's type and operations. */
 #ifndef CWBA_NN_V16_H
 #define CWBA_NN_V16_H
 

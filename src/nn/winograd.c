@@ -172,29 +172,8 @@ static void band_opos(const void *vctx, long j0, int cnt, long *ooff, long *roff
 }
 
 /* The transforms, once per ISA. */
-#define VATTR
-#define VPFX v16s
-#define VNAME(x) x##_scalar
-#include "nn/winograd_tmpl.h"
-#undef VATTR
-#undef VPFX
-#undef VNAME
-#ifdef NN_X86
-#define VATTR __attribute__((target("avx512f")))
-#define VPFX v16a
-#define VNAME(x) x##_avx512
-#include "nn/winograd_tmpl.h"
-#undef VATTR
-#undef VPFX
-#undef VNAME
-#define VATTR __attribute__((target("avx2,fma")))
-#define VPFX v16b
-#define VNAME(x) x##_avx2
-#include "nn/winograd_tmpl.h"
-#undef VATTR
-#undef VPFX
-#undef VNAME
-#endif
+#define V16_TEMPLATE "nn/winograd_tmpl.h"
+#include "nn/v16_each.h"
 
 static void in_transform(const wino_ctx *c, long t0, long nb, float *v)
 {
