@@ -37,7 +37,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__x86_64__) || defined(__i386__)
+#define BENCH_X86 1
 #include <immintrin.h>
 #endif
 
@@ -316,8 +317,9 @@ static int cmd_serve(const char *dir)
 {
     char line[512];
     const char *conv = getenv("CWBA_BENCH_CONV");
-    printf("{\"ok\":true,\"ready\":\"cwba\",\"threads\":%d,\"conv\":\"%s\"}\n", cwba_get_threads(),
-           conv && !strcmp(conv, "winograd") ? "winograd" : "direct");
+    printf("{\"ok\":true,\"ready\":\"cwba\",\"threads\":%d,\"conv\":\"%s\",\"isa\":\"%s\"}\n",
+           cwba_get_threads(), conv && !strcmp(conv, "winograd") ? "winograd" : "direct",
+           cwba_isa_name(cwba_isa_current()));
     fflush(stdout);
     while (fgets(line, sizeof line, stdin))
         if (serve_one(dir, line)) break;
@@ -746,10 +748,12 @@ typedef struct fma_job {
 } fma_job;
 
 #define FMA_CHAINS 12
-static void *fma_worker(void *arg)
+/* The FMA loop of the ISA the library's kernels use (cwba_isa_current:
+ * detected at run time, capped by CWBA_MAX_ISA), so that a portable build
+ * measures the same peak as a native one. */
+#ifdef BENCH_X86
+__attribute__((target("avx512f"))) static void fma_avx512(fma_job *j)
 {
-    fma_job *j = arg;
-#if defined(__AVX512F__)
     __m512 acc[FMA_CHAINS];
     const __m512 m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
     for (int i = 0; i < FMA_CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
@@ -758,7 +762,10 @@ static void *fma_worker(void *arg)
     float s = 0;
     for (int i = 0; i < FMA_CHAINS; i++) s += _mm512_reduce_add_ps(acc[i]);
     j->sink = s;
-#elif defined(__AVX2__) && defined(__FMA__)
+}
+
+__attribute__((target("avx2,fma"))) static void fma_avx2(fma_job *j)
+{
     __m256 acc[FMA_CHAINS];
     const __m256 m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
     for (int i = 0; i < FMA_CHAINS; i++) acc[i] = _mm256_set1_ps((float)i);
@@ -770,22 +777,27 @@ static void *fma_worker(void *arg)
         for (int k = 0; k < 8; k++) s += tmp[k];
     }
     j->sink = s;
-#else
+}
+#endif
+
+static void *fma_worker(void *arg)
+{
+    fma_job *j = arg;
     j->sink = 0;
-    (void)j;
+#ifdef BENCH_X86
+    if (cwba_isa_current() == CWBA_ISA_AVX512) fma_avx512(j);
+    if (cwba_isa_current() == CWBA_ISA_AVX2) fma_avx2(j);
 #endif
     return NULL;
 }
 
 static int fma_lanes(void)
 {
-#if defined(__AVX512F__)
-    return 16;
-#elif defined(__AVX2__) && defined(__FMA__)
-    return 8;
-#else
-    return 0;
+#ifdef BENCH_X86
+    if (cwba_isa_current() == CWBA_ISA_AVX512) return 16;
+    if (cwba_isa_current() == CWBA_ISA_AVX2) return 8;
 #endif
+    return 0;
 }
 
 static int cmd_peak(void)
@@ -810,8 +822,8 @@ static int cmd_peak(void)
         }
     }
     printf("{\"ok\":true,\"clock_hz\":%.6g,\"fma_lanes\":%d,\"threads\":%d,"
-           "\"fma_gflops_measured\":%.5g}\n",
-           hz, fma_lanes(), threads, best / 1e9);
+           "\"fma_gflops_measured\":%.5g,\"isa\":\"%s\"}\n",
+           hz, fma_lanes(), threads, best / 1e9, cwba_isa_name(cwba_isa_current()));
     return 0;
 }
 
@@ -820,6 +832,8 @@ static int cmd_peak(void)
 int main(int argc, char **argv)
 {
     const char *th = getenv("CWBA_BENCH_THREADS");
+    cwba_error err;
+    if (cwba_isa_env_check(&err) != CWBA_OK) fail_exit(&err);
     cwba_set_threads(th ? atoi(th) : 2);
     if (argc < 2) {
         fprintf(stderr, "usage: cwba_bench serve DIR | mem ... | evaluate ... | calibrate ... | "

@@ -128,12 +128,14 @@ def machine(cwba_bin, threads):
         m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", f.read(), re.M)
         if m:
             mhz = float(m.group(1))
-    lanes = 16 if "avx512f" in flags else (8 if "avx2" in flags else 4)
+    meas = run_json([cwba_bin, "peak"], env=env_for(threads))
+    # The vector width of the kernels cwba runs (its ISA: detected, capped
+    # by CWBA_MAX_ISA), so that an AVX2 run is set against the AVX2 peak.
+    lanes = meas.get("fma_lanes") or (16 if "avx512f" in flags else (8 if "avx2" in flags else 4))
     # Two FMA pipes per core (true of every x86 core with AVX2/AVX-512 FMA since
     # Haswell / Zen 2; Zen 5 and server Intel cores run them at 512 bits).
     fma_pipes = 2 if "fma" in flags else 1
     per_cycle = fma_pipes * lanes * 2
-    meas = run_json([cwba_bin, "peak"], env=env_for(threads))
     # /proc/cpuinfo's "cpu MHz" is the base (TSC) frequency under a hypervisor;
     # the cores may boost above it. The measured clock can only read low (when
     # another process takes the core), so the peak uses the larger of the two.
@@ -148,7 +150,7 @@ def machine(cwba_bin, threads):
         "cpu_mhz": mhz, "peak_clock_mhz": clock_mhz, "flops_per_cycle_per_core": per_cycle,
         "threads": threads,
         "nominal_peak_gflops": peak / 1e9, "measured_clock_ghz": meas["clock_hz"] / 1e9,
-        "measured_fma_gflops": meas["fma_gflops_measured"],
+        "measured_fma_gflops": meas["fma_gflops_measured"], "isa": meas.get("isa"),
         "kernel": platform.release(), "date": datetime.date.today().isoformat(),
     }
 
@@ -323,11 +325,15 @@ def main():
         "dependent adds, 1 per cycle); the peak uses the larger, %.0f MHz" % (
             mach["cpu_mhz"] or 0, mach["measured_clock_ghz"], mach["peak_clock_mhz"]),
         "- Peak (float32, %d threads): %d cores x %.0f MHz x %d FLOP/cycle "
-        "(2 FMA pipes x %d lanes x 2, from the avx512f/fma flags) = **%.0f GFLOP/s**; "
+        "(2 FMA pipes x %d lanes x 2, the lanes of cwba's ISA) = **%.0f GFLOP/s**; "
         "an FMA-only loop on %d threads reached %.0f GFLOP/s (%.0f%%) in this run" % (
             a.threads, a.threads, mach["peak_clock_mhz"], mach["flops_per_cycle_per_core"],
             mach["flops_per_cycle_per_core"] // 4, peak, a.threads, mach["measured_fma_gflops"],
             100 * mach["measured_fma_gflops"] / peak if peak else 0),
+        "- cwba's kernels: **%s** (CWBA_MAX_ISA=%s); PyTorch and ONNX Runtime choose their "
+        "own (ONEDNN_MAX_CPU_ISA=%s)" % (
+            mach["isa"], os.environ.get("CWBA_MAX_ISA", "unset"),
+            os.environ.get("ONEDNN_MAX_CPU_ISA", "unset")),
         ""]
     print("\n".join(lines), flush=True)
 

@@ -54,7 +54,7 @@ static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h,
     if (nn_directconv_applies(&g, 1) && dneed > need) need = dneed;
     /* The channels-on-lanes packing: for the blocked layout (every layer)
      * and for the direct path where that variant pays. */
-    if (nn_isa_avx512() && c->cout % NN_T_OC == 0) {
+    if (nn_isa_blocked() && c->cout % NN_T_OC == 0) {
         c->tpack = nn_alloc_floats(nn_gemm_packed_t_size(c->cout, kdim));
         if (!c->tpack) return 0;
         nn_gemm_pack_t(c->cout, kdim, wt, (size_t)kdim, c->tpack);

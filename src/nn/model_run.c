@@ -512,7 +512,7 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
  * GEMM's ISA choice) and tap offsets fit in an int. */
 static int use_blk(const cwba_model *m, int batch)
 {
-    return m->blk_ok && nn_isa_avx512() && m->max_blk <= (size_t)INT_MAX / (size_t)batch;
+    return m->blk_ok && nn_isa_blocked() && m->max_blk <= (size_t)INT_MAX / (size_t)batch;
 }
 
 /* Unit i's output with border pb as a blocked tensor in m->buf[b]. */

@@ -2,9 +2,10 @@
  * the layer kernels the three models are built from.
  *
  * Activations inside the models use the channel-blocked layout (nn_blk,
- * blocked.c) with AVX-512, else (C, N, H, W): channel-major with the batch
- * next, so a convolution's GEMM output (C_out, N*H*W) is already the next
- * layer's input and the batch widens the GEMM instead of repeating it. */
+ * blocked.c) on every ISA, and (C, N, H, W) where a stretch of layers is
+ * better off so (channel-major with the batch next, so a convolution's GEMM
+ * output (C_out, N*H*W) is already the next layer's input and the batch
+ * widens the GEMM instead of repeating it). */
 #ifndef CWBA_NN_INTERNAL_H
 #define CWBA_NN_INTERNAL_H
 
@@ -47,6 +48,21 @@ __attribute__((target("avx512f"))) static inline __m512 nn_epi16(__m512 v, int h
                                _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
     return v;
 }
+
+/* nn_epi16 on 8 channels (AVX2+FMA): the same steps and roundings.
+ * vmaxps(v, 0) is v where v > 0 and +0 otherwise, a NaN v is put back. */
+__attribute__((target("avx2,fma"))) static inline __m256 nn_epi8(__m256 v, int has_b, __m256 b,
+                                                                 int has_a, __m256 a, __m256 e,
+                                                                 const float *r, int relu)
+{
+    if (has_b) v = _mm256_add_ps(v, b);
+    if (has_a) v = _mm256_fmadd_ps(v, a, e);
+    if (r) v = _mm256_add_ps(v, _mm256_loadu_ps(r));
+    if (relu)
+        v = _mm256_blendv_ps(_mm256_max_ps(v, _mm256_setzero_ps()), v,
+                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return v;
+}
 #endif
 
 /* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
@@ -81,6 +97,12 @@ int nn_gemm_set_isa(const char *name);
 /* 1 when the chosen ISA is AVX-512: the other layers' vector paths follow the
  * GEMM's choice, so that tests reach every path by nn_gemm_set_isa. */
 int nn_isa_avx512(void);
+/* 1 when the models run in the channel-blocked layout (nn_blk) at the
+ * chosen ISA: on every ISA (the blocked kernels exist on each), unless a
+ * test has switched it off with nn_set_blocked(0) to reach the (C, N, H,
+ * W) paths; models created then keep that layout. */
+int nn_isa_blocked(void);
+void nn_set_blocked(int on);
 
 /* malloc for float arrays (free() releases it); large ones are huge-page
  * aligned. NULL on overflow or when memory is short. */
@@ -171,7 +193,8 @@ void nn_gemm_direct_run(nn_pool *pool, const nn_gemm_direct *g, float *const *sc
  * output positions are computed: C[i][j] for i < m, j < npos, where
  * position j reads tap p at b[boff[j] + off[p]] (pos fills boff). Each
  * element is the same chain over p = 0..K-1 from 0 as nn_gemm_direct_run's,
- * to the bit. Only with AVX-512 (nn_isa_avx512); wt is nn_gemm_pack_t's
+ * to the bit. Kernels for AVX-512, AVX2+FMA and portable C (the ISA's
+ * choice, cwba_isa_current); wt is nn_gemm_pack_t's
  * output. Positions are taken NN_T_CHUNK at a time and each block of
  * results handed to store from the pool's threads: acc[(j - j0) * 64 + i -
  * r0] holds C[i][j] for rows [r0, r1) and positions [j0, j0 + cnt), final;
@@ -334,8 +357,7 @@ void nn_blk_to_cnhw(nn_pool *pool, const nn_blk *src, float *dst);
 /* x = fmaf(x, alpha[c], beta[c]) (alpha NULL: skipped), then ReLU if relu,
  * on the interior. */
 void nn_blk_bn(nn_pool *pool, const nn_blk *t, const float *alpha, const float *beta, int relu);
-/* nn_maxpool's arithmetic on blocked tensors (AVX-512 only, as the whole
- * layout: the models use it only where nn_isa_avx512()). */
+/* nn_maxpool's arithmetic on blocked tensors. */
 void nn_blk_maxpool(nn_pool *pool, const nn_blk *in, const nn_blk *out, int k, int stride, int pad);
 
 /* Where the channels-on-lanes product writes a blocked output (through
