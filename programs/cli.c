@@ -266,7 +266,16 @@ int cli_model_open(const cli_opts *o, cli_model *cm)
         return 2;
     }
     cwba_weights *w = NULL;
-    if (cwba_weights_load(cm->weights_path, &w, &err)) {
+    /* "synthetic:K": the deterministic synthetic weights (seed 1) with K classes,
+     * for benchmarks at sizes no trained model exists for. */
+    long classes = 0;
+    if (!strncmp(cm->weights_path, "synthetic:", 10)) {
+        if (!cwba_parse_int(cm->weights_path + 10, &classes) || classes < 1 || classes > 100000) {
+            cli_error("--weights synthetic:K needs a class count K in 1..100000");
+            return 2;
+        }
+        if (cwba_weights_synthetic(cm->arch, (int)classes, 1, &w, &err)) return cli_fail_status(&err);
+    } else if (cwba_weights_load(cm->weights_path, &w, &err)) {
         cli_model_close(cm);
         return cli_fail_status(&err);
     }

@@ -4,6 +4,7 @@
  * defines the format. */
 #include "engine.h"
 
+#include "cloud.h"
 #include "cwba/codec.h"
 
 #include <stdlib.h>
@@ -240,44 +241,25 @@ static int cmd_decode_files(const cli_opts *op, int nd, char **files, int nfiles
         size_t len = 0;
         cwba_stream_info si;
         int split, C, H, W;
+        float *xhat = NULL;
         if (cwba_file_read_all(files[f], (size_t)1 << 31, &buf, &len, &err)) {
             rc = cli_fail_status(&err);
             free(buf);
             break;
         }
-        if (cwba_stream_decode_header(buf, len, &si, &err)) {
-            cli_error("%s: %s", files[f], err.msg);
-            rc = 1;
-            free(buf);
-            break;
-        }
-        if (strcmp(si.model, cwba_arch_name(cm.arch)) != 0) {
-            cli_error("%s: the bitstream is for model '%s', not %s", files[f], si.model,
-                      cwba_arch_name(cm.arch));
-            rc = 1;
-            free(buf);
-            break;
-        }
-        if (cwba_model_find_split(cm.model, si.split, &split, &err)) {
+        if (cloud_decode_feature(cm.model, cm.arch, buf, len, -1, &si, &split, &xhat, &err)) {
             cli_error("%s: %s", files[f], err.msg);
             rc = 1;
             free(buf);
             break;
         }
         cwba_model_split_shape(cm.model, split, &C, &H, &W);
-        if (cwba_stream_expect(&si, cwba_arch_name(cm.arch), cwba_model_split_name(cm.model, split),
-                               C, H, W, &err)) {
-            cli_error("%s: %s", files[f], err.msg);
-            rc = 1;
-            free(buf);
-            break;
-        }
         size_t feat = (size_t)C * H * W;
         if (cli_has(&o, "save-feature")) {
             if (split0 >= 0 && split0 != split) {
                 cli_error("--save-feature: the streams come from different split points");
                 rc = 2;
-                free(buf);
+                free(buf), free(xhat);
                 break;
             }
             if (!all_feats) {
@@ -286,42 +268,28 @@ static int cmd_decode_files(const cli_opts *op, int nd, char **files, int nfiles
                     !(all_feats = malloc(bytes))) {
                     cli_error("out of memory for --save-feature");
                     rc = 1;
-                    free(buf);
+                    free(buf), free(xhat);
                     break;
                 }
             }
             split0 = split;
             feat0 = feat;
         }
-        int *n = malloc(sizeof(int) * (size_t)C);
-        float *xhat = malloc(sizeof(float) * feat);
         float *lg = all_logits + (size_t)K * f;
-        if (!n || !xhat) {
-            cli_error("out of memory");
-            rc = 1;
-        } else if (cwba_stream_decode(buf, len, &si, n, (size_t)C, NULL, xhat, feat, &err) ||
-                   cwba_model_forward_back(cm.model, split, xhat, 1, lg, &err)) {
+        if (cwba_model_forward_back(cm.model, split, xhat, 1, lg, &err)) {
             cli_error("%s: %s", files[f], err.msg);
             rc = 1;
         } else {
             if (all_feats) memcpy(all_feats + feat * (size_t)f, xhat, sizeof(float) * feat);
-            int top[5], nt = K < 5 ? K : 5;
-            for (int t = 0; t < nt; t++) {
-                int best = -1;
-                for (int k = 0; k < K; k++) {
-                    int used = 0;
-                    for (int u = 0; u < t; u++) used |= top[u] == k;
-                    if (!used && (best < 0 || lg[k] > lg[best])) best = k;
-                }
-                top[t] = best;
-            }
+            int top[5], nt = cloud_top5(lg, K, top);
             if (cli_has(&o, "json")) {
-                printf("{\"file\":\"%s\",\"model\":\"%s\",\"split\":\"%s\",\"bytes\":%zu,\"top5\":[",
-                       files[f], si.model, si.split, len);
-                for (int t = 0; t < nt; t++) printf("%s%d", t ? "," : "", top[t]);
-                printf("],\"logits_top5\":[");
-                for (int t = 0; t < nt; t++) printf("%s%.6g", t ? "," : "", lg[top[t]]);
-                printf("]}\n");
+                char line[16384];
+                if (cloud_result_json(line, sizeof line, files[f], &si, len, lg, K) < 0) {
+                    cli_error("%s: file name too long for --json", files[f]);
+                    rc = 1;
+                } else {
+                    printf("%s\n", line);
+                }
             } else {
                 printf("%s: %s %s %dx%dx%d, %zu bytes, top-5:", files[f], si.model, si.split, C, H,
                        W, len);
@@ -329,7 +297,6 @@ static int cmd_decode_files(const cli_opts *op, int nd, char **files, int nfiles
                 printf("\n");
             }
         }
-        free(n);
         free(xhat);
         free(buf);
     }
