@@ -5,6 +5,7 @@
 #include "engine.h"
 
 #include "cloud.h"
+#include "post.h"
 #include "cwba/codec.h"
 
 #include <stdlib.h>
@@ -24,6 +25,10 @@ static const cli_optdef enc_defs[] = {
     CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image"},
     {"out", 1, "output directory: one <index>.cwb per image"},
+    {"post", 1, "send each stream to a cwba serve URL (.../v1/decode), print the answers"},
+    {"token-file", 1, "--post: bearer token file"},
+    {"cacert", 1, "--post: CA certificate (PEM) to verify an https server with"},
+    {"retries", 1, "--post: attempts after a 503 or a connection error (default 5)"},
     {"threads", 1, "worker threads (default 2)"},
     {"help", 0, "show this help"},
 };
@@ -31,10 +36,16 @@ static const cli_optdef enc_defs[] = {
 int cmd_encode(int argc, char **argv)
 {
     cli_opts o;
-    static const char *const req[] = {"split", "quant", "bits", "out", NULL};
+    static const char *const req[] = {"split", "quant", "bits", NULL};
     int rc = cli_begin(&o, enc_defs, CLI_NDEFS(enc_defs), argc, argv, "encode",
-                       "--model M --split P --quant Q --bits B --out DIR [options]", req);
+                       "--model M --split P --quant Q --bits B --out DIR|--post URL [options]",
+                       req);
     if (rc != CLI_GO) return rc;
+    const char *out_dir = cli_get(&o, "out"), *post_url = cli_get(&o, "post");
+    if (!out_dir && !post_url) {
+        cli_error("encode: give --out DIR, --post URL or both");
+        return 2;
+    }
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q;
@@ -52,13 +63,14 @@ int cmd_encode(int argc, char **argv)
         cli_error("--alloc channel needs --quant uniform|log and --table DIR");
         return 2;
     }
-    long bits, reserve, threads;
+    long bits, reserve, threads, retries;
     double alpha, beta, clip;
     if (!cli_get_int(&o, "bits", 0, CWBA_BITS_MIN, CWBA_BITS_MAX, &bits) ||
         !cli_get_int(&o, "reserve", 0, 0, 1L << 20, &reserve) ||
         !cli_get_double(&o, "alpha", 0.9, &alpha) || !cli_get_double(&o, "beta", 0.1, &beta) ||
         !cli_get_double(&o, "dorefa-clip", 0.9, &clip) ||
-        !cli_get_int(&o, "threads", 2, 1, 256, &threads))
+        !cli_get_int(&o, "threads", 2, 1, 256, &threads) ||
+        !cli_get_int(&o, "retries", 5, 0, 100, &retries))
         return 2;
     if (clip <= 0) {
         cli_error("--dorefa-clip must be positive");
@@ -88,7 +100,11 @@ int cmd_encode(int argc, char **argv)
         }
     }
     cli_data cd;
-    if ((rc = cli_data_open(&o, &cm, &cd)) || (rc = cli_mkdirs(cli_get(&o, "out")))) {
+    post_client *pc = NULL;
+    if ((rc = cli_data_open(&o, &cm, &cd)) || (out_dir && (rc = cli_mkdirs(out_dir))) ||
+        (post_url && (rc = post_client_open(post_url, cli_get(&o, "token-file"),
+                                            cli_get(&o, "cacert"), (int)retries, &pc)))) {
+        cli_data_close(&cd);
         engine_free_tables(tables);
         cli_model_close(&cm);
         return rc;
@@ -140,23 +156,31 @@ int cmd_encode(int argc, char **argv)
         size_t len = 0;
         cwba_stream_stats st;
         char path[4200];
-        snprintf(path, sizeof path, "%s/%06d.cwb", cli_get(&o, "out"), cli_data_index(&cd, i));
+        if (out_dir)
+            snprintf(path, sizeof path, "%s/%06d.cwb", out_dir, cli_data_index(&cd, i));
+        else
+            snprintf(path, sizeof path, "image %d", cli_data_index(&cd, i));
         if (cwba_stream_encode_feature(&si, x, q == CWBA_QUANT_DOREFA ? NULL : n, buf, cap, &len,
                                        NULL, &st, &err) ||
-            cwba_write_file_atomic(path, buf, len, &err)) {
+            (out_dir && cwba_write_file_atomic(path, buf, len, &err))) {
             rc = cli_fail_status(&err);
             break;
         }
+        if (pc && (rc = post_client_send(pc, buf, len, path, stdout))) break;
         total_bytes += (double)len;
         written++;
     }
     if (!rc) {
         cli_data_report_skipped(&cd);
-        printf("encoded %d images into %s: %.1f bytes/image, %.4f bits/element (%s payload)\n",
-               written, cli_get(&o, "out"), written ? total_bytes / written : 0.0,
-               written ? total_bytes * 8 / written / (double)feat : 0.0, cwba_stream_mode_name(mode));
+        /* with --post, stdout holds the answers (JSON Lines) */
+        fprintf(pc ? stderr : stdout,
+                "encoded %d images %s %s: %.1f bytes/image, %.4f bits/element (%s payload)\n",
+                written, out_dir ? "into" : "for", out_dir ? out_dir : post_url,
+                written ? total_bytes / written : 0.0,
+                written ? total_bytes * 8 / written / (double)feat : 0.0, cwba_stream_mode_name(mode));
     }
     free(in), free(x), free(y0), free(n), free(buf);
+    post_client_close(pc);
     cli_data_close(&cd);
     engine_free_tables(tables);
     cli_model_close(&cm);
