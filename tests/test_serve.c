@@ -823,6 +823,49 @@ static void test_tls(void **state)
     assert_int_equal(srv_stop(&s, SIGTERM), 0);
 }
 
+/* Runs "cwba ARGS" and checks for one stderr line holding needle and exit rc. */
+static void expect_cli_error(const char *args, const char *needle, int rc)
+{
+    char cmd[8192], line[2048], last[2048] = "", first[2048] = "";
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1 >/dev/null; echo rc=$?", bin(), args);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    int lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!lines) snprintf(first, sizeof first, "%s", line);
+        snprintf(last, sizeof last, "%s", line);
+        lines++;
+    }
+    pclose(f);
+    char want[32];
+    snprintf(want, sizeof want, "rc=%d\n", rc);
+    if (lines != 2 || !strstr(first, needle) || strcmp(last, want))
+        fail_msg("cwba %s: %d lines, first '%s', last '%s'; expected '%s' and %s", args,
+                 lines - 1, first, last, needle, want);
+}
+
+static void test_cli_errors(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    expect_cli_error("serve --model resnet18", "--split", 2);
+    expect_cli_error("serve --model resnet18 --split layer3 --tls-cert x.pem", "go together", 2);
+    expect_cli_error("serve --model resnet18 --split layer3 --max-batch 0", "max-batch", 2);
+    expect_cli_error("serve --model resnet18 --split layer9", "layer9", 1);
+    expect_cli_error("serve --model resnet18 --split layer3 --listen nowhere", "HOST:PORT", 1);
+    expect_cli_error("serve --model resnet18 --split layer3 --listen 127.0.0.1:70000", "0..65535",
+                     1);
+    expect_cli_error("serve --model resnet18 --split layer3 --token-file /nonexistent/t",
+                     "token-file", 1);
+    expect_cli_error("serve --model resnet18 --weights synthetic:0 --split layer3", "synthetic:K",
+                     2);
+    expect_cli_error("encode --model resnet18 --split layer3 --quant uniform --bits 3",
+                     "--post URL", 2);
+    expect_cli_error("encode --model resnet18 --split layer3 --quant uniform --bits 3 --limit 1 "
+                     "--post ftp://127.0.0.1/v1/decode",
+                     "not an http", 2);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -837,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_under_load),
         cmocka_unit_test(test_access),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_cli_errors),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     curl_global_cleanup();
