@@ -446,14 +446,15 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* ------------------------------------------------------------ set-up */
 
 /* HOST:PORT or [V6]:PORT -> a listening socket; *loopback says whether every
- * address it accepts on is a loopback one. Prints and returns -1 on failure. */
+ * address it accepts on is a loopback one. Prints and returns -2 for a bad
+ * spec, -1 when the socket cannot be had. */
 static int listen_on(const char *spec, int *loopback, int *port)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host || !colon[1]) {
         cli_error("--listen: '%s' is not HOST:PORT", spec);
-        return -1;
+        return -2;
     }
     memcpy(host, spec, (size_t)(colon - spec));
     host[colon - spec] = 0;
@@ -461,7 +462,7 @@ static int listen_on(const char *spec, int *loopback, int *port)
         size_t n = strlen(host);
         if (n < 3 || host[n - 1] != ']') {
             cli_error("--listen: '%s' is not [IPV6]:PORT", spec);
-            return -1;
+            return -2;
         }
         memmove(host, host + 1, n - 2);
         host[n - 2] = 0;
@@ -469,7 +470,7 @@ static int listen_on(const char *spec, int *loopback, int *port)
     long p;
     if (!cwba_parse_int(colon + 1, &p) || p < 0 || p > 65535) {
         cli_error("--listen: port '%s' is not 0..65535", colon + 1);
-        return -1;
+        return -2;
     }
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
@@ -479,7 +480,7 @@ static int listen_on(const char *spec, int *loopback, int *port)
     int e = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
     if (e || !ai) {
         cli_error("--listen: cannot resolve '%s': %s", host, gai_strerror(e));
-        return -1;
+        return -2;
     }
     const struct sockaddr *sa = ai->ai_addr;
     if (sa->sa_family == AF_INET)
@@ -617,10 +618,25 @@ int cmd_serve(int argc, char **argv)
     }
     int loopback = 0, port = 0;
     const char *listen_spec = cli_has(&o, "listen") ? cli_get(&o, "listen") : "127.0.0.1:8080";
-    /* model first: a port that answers /healthz has its model loaded */
+    /* The socket first, so that a bad --listen fails before the model loads;
+     * nothing answers on it (not even /healthz) until the model is loaded and
+     * MHD starts: early clients wait in the backlog. */
+    int lfd = listen_on(listen_spec, &loopback, &port);
+    if (lfd >= 0 && !loopback && !s.token_sha[0] && !cli_has(&o, "insecure-public")) {
+        cli_error("--listen %s is not a loopback address: give --token-file (or, knowingly, "
+                  "--insecure-public)",
+                  listen_spec);
+        close(lfd);
+        lfd = -2;
+    }
+    if (lfd < 0) {
+        free(cert), free(key);
+        return lfd == -2 ? 2 : 1;
+    }
     cwba_set_threads((int)threads);
     cli_model cm;
     if ((rc = cli_model_open(&o, &cm))) {
+        close(lfd);
         free(cert), free(key);
         return rc;
     }
@@ -628,6 +644,7 @@ int cmd_serve(int argc, char **argv)
     cwba_error_clear(&err);
     int C, H, W;
     if (cwba_model_find_split(cm.model, cli_get(&o, "split"), &s.split, &err)) {
+        close(lfd);
         free(cert), free(key);
         cli_model_close(&cm);
         return cli_fail_status(&err);
@@ -639,17 +656,6 @@ int cmd_serve(int argc, char **argv)
     s.split_name = cwba_model_split_name(cm.model, s.split);
     pthread_mutex_init(&s.mu, NULL);
     pthread_mutex_init(&s.m.mu, NULL);
-    int lfd = listen_on(listen_spec, &loopback, &port);
-    if (lfd >= 0 && !loopback && !s.token_sha[0] && !cli_has(&o, "insecure-public")) {
-        cli_error("--listen %s is not a loopback address: give --token-file (or, knowingly, "
-                  "--insecure-public)",
-                  listen_spec);
-        close(lfd);
-        lfd = -1;
-        rc = 2;
-    } else if (lfd < 0) {
-        rc = 1;
-    }
     /* SIGTERM/SIGINT are taken by sigwait below: blocked before any thread
      * starts, so every thread inherits the mask */
     sigset_t sigs;

@@ -852,11 +852,13 @@ static void test_cli_errors(void **state)
     expect_cli_error("serve --model resnet18 --split layer3 --tls-cert x.pem", "go together", 2);
     expect_cli_error("serve --model resnet18 --split layer3 --max-batch 0", "max-batch", 2);
     expect_cli_error("serve --model resnet18 --split layer9", "layer9", 1);
-    expect_cli_error("serve --model resnet18 --split layer3 --listen nowhere", "HOST:PORT", 1);
+    expect_cli_error("serve --model resnet18 --split layer3 --listen nowhere", "HOST:PORT", 2);
     expect_cli_error("serve --model resnet18 --split layer3 --listen 127.0.0.1:70000", "0..65535",
-                     1);
+                     2);
     expect_cli_error("serve --model resnet18 --split layer3 --token-file /nonexistent/t",
                      "token-file", 1);
+    expect_cli_error("serve --model resnet18 --split layer3 --listen 0.0.0.0:0",
+                     "not a loopback address", 2);
     expect_cli_error("serve --model resnet18 --weights synthetic:0 --split layer3", "synthetic:K",
                      2);
     expect_cli_error("encode --model resnet18 --split layer3 --quant uniform --bits 3",
