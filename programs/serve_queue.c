@@ -16,7 +16,6 @@ struct serve_queue {
     float *feat, *logits; /* (max_batch, feat_elems), (max_batch, K): the worker's */
     pthread_mutex_t mu;
     pthread_cond_t more;  /* a job was queued, or arriving dropped, or stop */
-    pthread_cond_t done;  /* a batch finished */
     serve_job *head, *tail;
     int depth, arriving, stop;
     pthread_t worker;
@@ -68,8 +67,10 @@ static void *worker_main(void *arg)
                 memcpy(batch[i]->logits, q->logits + (size_t)q->K * i, sizeof(float) * (size_t)q->K);
         }
         pthread_mutex_lock(&q->mu);
-        for (int i = 0; i < n; i++) batch[i]->done = 1;
-        pthread_cond_broadcast(&q->done);
+        for (int i = 0; i < n; i++) {
+            batch[i]->done = 1;
+            pthread_cond_signal(&batch[i]->cv);
+        }
     }
     pthread_mutex_unlock(&q->mu);
     return NULL;
@@ -102,11 +103,9 @@ cwba_status serve_queue_create(size_t feat_elems, int K, int max_batch, double m
     q->ctx = ctx;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->more, NULL);
-    pthread_cond_init(&q->done, NULL);
     if (pthread_create(&q->worker, NULL, worker_main, q)) {
         pthread_mutex_destroy(&q->mu);
         pthread_cond_destroy(&q->more);
-        pthread_cond_destroy(&q->done);
         free(q->feat), free(q->logits), free(q);
         return cwba_fail(err, CWBA_E_INTERNAL, "serve queue: cannot start the worker thread");
     }
@@ -141,9 +140,11 @@ int serve_queue_run(serve_queue *q, serve_job *job)
         q->head = job;
     q->tail = job;
     q->depth++;
+    pthread_cond_init(&job->cv, NULL);
     pthread_cond_signal(&q->more);
-    while (!job->done) pthread_cond_wait(&q->done, &q->mu);
+    while (!job->done) pthread_cond_wait(&job->cv, &q->mu);
     pthread_mutex_unlock(&q->mu);
+    pthread_cond_destroy(&job->cv);
     return 0;
 }
 
@@ -165,6 +166,5 @@ void serve_queue_free(serve_queue *q)
     pthread_join(q->worker, NULL);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->more);
-    pthread_cond_destroy(&q->done);
     free(q->feat), free(q->logits), free(q);
 }

@@ -9,6 +9,7 @@
 
 #include "cwba.h"
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* The back end: feat (n, C, H, W) -> logits (n, K). Returns 0, or non-zero
@@ -24,6 +25,7 @@ typedef struct serve_job {
     int batch;          /* size of the batch it ran in */
     /* private */
     int done;
+    pthread_cond_t cv; /* signalled when done: one waiter woken per job */
     struct serve_job *next;
 } serve_job;
 
