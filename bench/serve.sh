@@ -7,12 +7,16 @@
 #      alternating rounds, the median of the per-round ratios;
 #   3. resident memory of the server at start, after a warm-up and after
 #      REQUESTS more answered requests (64 px, 16 connections).
+# Beside requests/s, the server's CPU time per request (user + system, from
+# /proc): on a shared machine wall-clock throughput follows the other load,
+# the work per request much less.
 # Prints markdown tables (docs/performance.md, "cwba serve").
 #
 #   bench/serve.sh              env: BUILD (default build/), DURATION (s per
 #                               point, default 10), ROUNDS (default 3),
 #                               REQUESTS (default 100000), MAX_SECONDS (bound
-#                               on part 3, default 1800), THREADS (default 2)
+#                               on part 3, default 1800), THREADS (default 2),
+#                               PARTS (default "1 2 3")
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -23,6 +27,7 @@ rounds=${ROUNDS:-3}
 requests=${REQUESTS:-100000}
 max_seconds=${MAX_SECONDS:-1800}
 threads=${THREADS:-2}
+parts=${PARTS:-1 2 3}
 command -v wrk >/dev/null || { echo "bench/serve.sh: needs wrk (Debian package wrk)" >&2; exit 1; }
 [ -x "$bin" ] || { echo "bench/serve.sh: no $bin (make build)" >&2; exit 1; }
 
@@ -70,58 +75,72 @@ batches() {
     curl -s "http://127.0.0.1:$port/metrics" |
         awk '$1 == "cwba_batch_size_count" { c = $2 } $1 == "cwba_batch_size_sum" { s = $2 } END { print c, s }'
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status"; }
 
-# point STREAM CONNECTIONS SECONDS: "req/s p50 p99 errors mean_batch"
+# point STREAM CONNECTIONS SECONDS: "req/s p50 p99 errors mean_batch cpu_ms_per_request"
 point() {
-    local b0 s0 out
+    local b0 s0 out c0 c1
     read -r b0 s0 < <(batches)
+    c0=$(cpu_ticks)
     out=$(CWBA_STREAM=$1 wrk -t $(( $2 < 2 ? 1 : 2 )) -c "$2" -d "${3}s" --timeout 10s \
         -s "$tmp/post.lua" "http://127.0.0.1:$port/v1/decode" | awk '$1 == "RESULT"')
     local b1 s1
+    c1=$(cpu_ticks)
     read -r b1 s1 < <(batches)
-    echo "$out" | awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" \
-        '{ printf "%s %s %s %s %.1f\n", $3, $4, $5, $6, b ? s / b : 0 }'
+    echo "$out" | awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v c="$((c1 - c0))" \
+        -v hz="$(getconf CLK_TCK)" \
+        '{ printf "%s %s %s %s %.1f %.2f\n", $3, $4, $5, $6, b ? s / b : 0, $2 ? c * 1000 / hz / $2 : 0 }'
 }
 
 echo "## cwba serve, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, --threads $threads, ${dur} s per point"
+echo "(load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+if [[ " $parts " == *" 1 "* ]]; then
 echo
-echo "| model | connections | requests/s | p50 ms | p99 ms | errors | mean batch |"
-echo "|---|---|---|---|---|---|---|"
+echo "| model | connections | requests/s | p50 ms | p99 ms | errors | mean batch | server CPU ms/request |"
+echo "|---|---|---|---|---|---|---|---|"
 for m in 64 224; do
     if [ $m = 64 ]; then start_server --model resnet18; else
         start_server --model resnet18 --weights synthetic:1000 --input-size 224; fi
     point "$tmp/s$m/000000.cwb" 4 2 >/dev/null # warm-up: workspaces grow once
     for c in 1 4 16 64; do
-        read -r rps p50 p99 err mb < <(point "$tmp/s$m/000000.cwb" $c "$dur")
-        echo "| ResNet18 layer3, $m px | $c | $rps | $p50 | $p99 | $err | $mb |"
+        read -r rps p50 p99 err mb cpu < <(point "$tmp/s$m/000000.cwb" $c "$dur")
+        echo "| ResNet18 layer3, $m px | $c | $rps | $p50 | $p99 | $err | $mb | $cpu |"
     done
     stop_server
 done
+fi
 
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+if [[ " $parts " == *" 2 "* ]]; then
 echo
 echo "Dynamic batching (default --max-batch 32) against --max-batch 1, 64 px, 16 connections:"
 echo
-echo "| round | batched req/s | batch 1 req/s | ratio |"
-echo "|---|---|---|---|"
+echo "| round | batched req/s | batch 1 req/s | ratio | batched CPU ms/req | batch 1 CPU ms/req | CPU ratio |"
+echo "|---|---|---|---|---|---|---|"
 ratios=
+cratios=
 for r in $(seq "$rounds"); do
     start_server --model resnet18
     point "$tmp/s64/000000.cwb" 4 2 >/dev/null
-    read -r rb _ < <(point "$tmp/s64/000000.cwb" 16 "$dur")
+    read -r rb _ _ _ _ cb < <(point "$tmp/s64/000000.cwb" 16 "$dur")
     stop_server
     start_server --model resnet18 --max-batch 1
     point "$tmp/s64/000000.cwb" 4 2 >/dev/null
-    read -r r1 _ < <(point "$tmp/s64/000000.cwb" 16 "$dur")
+    read -r r1 _ _ _ _ c1 < <(point "$tmp/s64/000000.cwb" 16 "$dur")
     stop_server
     ratio=$(awk -v a="$rb" -v b="$r1" 'BEGIN { printf "%.2f", a / b }')
+    cratio=$(awk -v a="$cb" -v b="$c1" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
     ratios="$ratios $ratio"
-    echo "| $r | $rb | $r1 | ${ratio}x |"
+    cratios="$cratios $cratio"
+    echo "| $r | $rb | $r1 | ${ratio}x | $cb | $c1 | ${cratio}x |"
 done
-med=$(echo $ratios | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 echo
-echo "median ratio ${med}x (target >= 3x)"
+echo "median ratio of requests/s $(echo $ratios | median)x (target >= 3x);" \
+    "median ratio of CPU per request $(echo $cratios | median)x"
+fi
 
+[[ " $parts " == *" 3 "* ]] || exit 0
 echo
 start_server --model resnet18
 rss0=$(rss_kb)
