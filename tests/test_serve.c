@@ -823,6 +823,85 @@ static void test_tls(void **state)
     assert_int_equal(srv_stop(&s, SIGTERM), 0);
 }
 
+/* ------------------------------------------- the edge client's retries */
+
+/* A stand-in server: answers its first n503 requests 503 (Retry-After: 0),
+ * the next 200 with a fixed body, each on its own connection. */
+typedef struct fake {
+    int lfd, n503, seen;
+} fake;
+
+static void *fake_main(void *arg)
+{
+    fake *f = arg;
+    for (;;) {
+        int c = accept(f->lfd, NULL, NULL);
+        if (c < 0) return NULL;
+        char buf[70000];
+        size_t o = 0;
+        long clen = -1;
+        char *end = NULL;
+        while (o < sizeof buf - 1) { /* headers, then Content-Length bytes */
+            ssize_t k = recv(c, buf + o, sizeof buf - 1 - o, 0);
+            if (k <= 0) break;
+            o += (size_t)k;
+            buf[o] = 0;
+            if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+                const char *cl = strstr(buf, "Content-Length:") /* as curl writes it */;
+                clen = cl ? strtol(cl + 15, NULL, 10) : 0;
+            }
+            if (end && (long)(o - (size_t)(end + 4 - buf)) >= clen) break;
+        }
+        const char *r503 = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n"
+                           "Content-Type: application/json\r\nContent-Length: 17\r\n"
+                           "Connection: close\r\n\r\n{\"error\":\"busy\"}\n";
+        const char *r200 = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                           "Content-Length: 12\r\nConnection: close\r\n\r\n{\"fake\":42}\n";
+        const char *r = f->seen++ < f->n503 ? r503 : r200;
+        send(c, r, strlen(r), MSG_NOSIGNAL);
+        close(c);
+    }
+}
+
+static void test_client_retries(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    for (int giveup = 0; giveup < 2; giveup++) {
+        fake f = {socket(AF_INET, SOCK_STREAM, 0), giveup ? 1000 : 2, 0};
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(0x7f000001);
+        socklen_t al = sizeof a;
+        assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
+        assert_int_equal(listen(f.lfd, 16), 0);
+        getsockname(f.lfd, (struct sockaddr *)&a, &al);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, fake_main, &f), 0);
+        char cmd[8192], out[1024] = "", line[1024];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' encode --model resnet18 --split layer3 --quant uniform --bits 3 --limit 1 "
+                 "--retries 3 --post http://127.0.0.1:%d/v1/decode 2>&1; echo rc=$?",
+                 bin(), ntohs(a.sin_port));
+        FILE *p = popen(cmd, "r");
+        while (fgets(line, sizeof line, p)) strncat(out, line, sizeof out - strlen(out) - 1);
+        pclose(p);
+        shutdown(f.lfd, SHUT_RDWR);
+        pthread_join(t, NULL);
+        close(f.lfd);
+        if (!giveup) { /* two 503s, then the answer */
+            assert_int_equal(f.seen, 3);
+            assert_non_null(strstr(out, "{\"fake\":42}\n"));
+            assert_non_null(strstr(out, "rc=0"));
+        } else { /* 1 + 3 attempts, then one clear line */
+            assert_int_equal(f.seen, 4);
+            assert_non_null(strstr(out, "failed after 4 attempts: HTTP 503: busy"));
+            assert_non_null(strstr(out, "rc=1"));
+        }
+    }
+}
+
 /* Runs "cwba ARGS" and checks for one stderr line holding needle and exit rc. */
 static void expect_cli_error(const char *args, const char *needle, int rc)
 {
@@ -883,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_access),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_client_retries),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     curl_global_cleanup();
