@@ -2,7 +2,7 @@
 # bench/serve.sh — cwba serve under load, loopback only (wrk from Debian):
 #   1. requests/s and p50/p99 latency at 1, 4, 16, 64 connections for
 #      ResNet18 split after layer3: the reference model (64 px, 10 classes)
-#      and 224 px with 1000 classes (synthetic weights, --weights synthetic:1000);
+#      and 224 px with 1000 classes (synthetic weights, --weights synthetic:1);
 #   2. dynamic batching against --max-batch 1 at 16 connections (64 px),
 #      alternating rounds, the median of the per-round ratios;
 #   3. resident memory of the server at start, after a warm-up and after
@@ -41,7 +41,7 @@ trap cleanup EXIT
 
 "$bin" encode --model resnet18 --split layer3 --quant uniform --bits 4 --limit 1 \
     --out "$tmp/s64" >/dev/null
-"$bin" encode --model resnet18 --weights synthetic:1000 --input-size 224 --split layer3 \
+"$bin" encode --model resnet18 --weights synthetic:1 --input-size 224 --split layer3 \
     --quant uniform --bits 4 --limit 1 --out "$tmp/s224" >/dev/null
 
 cat >"$tmp/post.lua" <<'EOF'
@@ -101,7 +101,7 @@ echo "| model | connections | requests/s | p50 ms | p99 ms | errors | mean batch
 echo "|---|---|---|---|---|---|---|---|"
 for m in 64 224; do
     if [ $m = 64 ]; then start_server --model resnet18; else
-        start_server --model resnet18 --weights synthetic:1000 --input-size 224; fi
+        start_server --model resnet18 --weights synthetic:1 --input-size 224; fi
     point "$tmp/s$m/000000.cwb" 4 2 >/dev/null # warm-up: workspaces grow once
     for c in 1 4 16 64; do
         read -r rps p50 p99 err mb cpu < <(point "$tmp/s$m/000000.cwb" $c "$dur")

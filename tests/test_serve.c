@@ -938,7 +938,7 @@ static void test_cli_errors(void **state)
                      "token-file", 1);
     expect_cli_error("serve --model resnet18 --split layer3 --listen 0.0.0.0:0",
                      "not a loopback address", 2);
-    expect_cli_error("serve --model resnet18 --weights synthetic:0 --split layer3", "synthetic:K",
+    expect_cli_error("serve --model resnet18 --weights synthetic:x --split layer3", "synthetic:SEED",
                      2);
     expect_cli_error("encode --model resnet18 --split layer3 --quant uniform --bits 3",
                      "--post URL", 2);
