@@ -9,9 +9,10 @@ ASAN_BUILD ?= build-asan
 DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev \
-  python3-numpy python3-cffi python3-torch python3-torchvision libopenblas0-pthread
+  python3-numpy python3-cffi python3-torch python3-torchvision libopenblas0-pthread \
+  libmicrohttpd-dev libgnutls28-dev openssl
 
-.PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench
+.PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench bench-serve
 
 all: build
 
@@ -60,7 +61,7 @@ demo: build
 # in one run (takes tens of minutes; see bench/run.sh).
 # (npm is checked as a command: a Node.js from elsewhere, e.g. nodesource's
 # nodejs package, ships its own npm and conflicts with Debian's.)
-BENCH_PACKAGES = python3-torch python3-torchvision python3-numpy libopenblas0-pthread
+BENCH_PACKAGES = python3-torch python3-torchvision python3-numpy libopenblas0-pthread wrk curl
 bench: deps
 	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
@@ -69,6 +70,12 @@ bench: deps
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	BUILD=$(BUILD) bench/run.sh
+
+# cwba serve under load (wrk, loopback; about 15 minutes): docs/performance.md.
+bench-serve: build
+	@command -v wrk >/dev/null && command -v curl >/dev/null || { \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq wrk curl; }
+	BUILD=$(BUILD) bench/serve.sh
 
 # Every table and plot of experiments/README.md (resumable; hours).
 experiments: build

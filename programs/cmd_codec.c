@@ -4,6 +4,8 @@
  * defines the format. */
 #include "engine.h"
 
+#include "cloud.h"
+#include "post.h"
 #include "cwba/codec.h"
 
 #include <stdlib.h>
@@ -23,6 +25,10 @@ static const cli_optdef enc_defs[] = {
     CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image"},
     {"out", 1, "output directory: one <index>.cwb per image"},
+    {"post", 1, "send each stream to a cwba serve URL (.../v1/decode), print the answers"},
+    {"token-file", 1, "--post: bearer token file"},
+    {"cacert", 1, "--post: CA certificate (PEM) to verify an https server with"},
+    {"retries", 1, "--post: attempts after a 503 or a connection error (default 5)"},
     {"threads", 1, "worker threads (default 2)"},
     {"help", 0, "show this help"},
 };
@@ -30,10 +36,16 @@ static const cli_optdef enc_defs[] = {
 int cmd_encode(int argc, char **argv)
 {
     cli_opts o;
-    static const char *const req[] = {"split", "quant", "bits", "out", NULL};
+    static const char *const req[] = {"split", "quant", "bits", NULL};
     int rc = cli_begin(&o, enc_defs, CLI_NDEFS(enc_defs), argc, argv, "encode",
-                       "--model M --split P --quant Q --bits B --out DIR [options]", req);
+                       "--model M --split P --quant Q --bits B --out DIR|--post URL [options]",
+                       req);
     if (rc != CLI_GO) return rc;
+    const char *out_dir = cli_get(&o, "out"), *post_url = cli_get(&o, "post");
+    if (!out_dir && !post_url) {
+        cli_error("encode: give --out DIR, --post URL or both");
+        return 2;
+    }
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q;
@@ -51,13 +63,14 @@ int cmd_encode(int argc, char **argv)
         cli_error("--alloc channel needs --quant uniform|log and --table DIR");
         return 2;
     }
-    long bits, reserve, threads;
+    long bits, reserve, threads, retries;
     double alpha, beta, clip;
     if (!cli_get_int(&o, "bits", 0, CWBA_BITS_MIN, CWBA_BITS_MAX, &bits) ||
         !cli_get_int(&o, "reserve", 0, 0, 1L << 20, &reserve) ||
         !cli_get_double(&o, "alpha", 0.9, &alpha) || !cli_get_double(&o, "beta", 0.1, &beta) ||
         !cli_get_double(&o, "dorefa-clip", 0.9, &clip) ||
-        !cli_get_int(&o, "threads", 2, 1, 256, &threads))
+        !cli_get_int(&o, "threads", 2, 1, 256, &threads) ||
+        !cli_get_int(&o, "retries", 5, 0, 100, &retries))
         return 2;
     if (clip <= 0) {
         cli_error("--dorefa-clip must be positive");
@@ -87,7 +100,11 @@ int cmd_encode(int argc, char **argv)
         }
     }
     cli_data cd;
-    if ((rc = cli_data_open(&o, &cm, &cd)) || (rc = cli_mkdirs(cli_get(&o, "out")))) {
+    post_client *pc = NULL;
+    if ((rc = cli_data_open(&o, &cm, &cd)) || (out_dir && (rc = cli_mkdirs(out_dir))) ||
+        (post_url && (rc = post_client_open(post_url, cli_get(&o, "token-file"),
+                                            cli_get(&o, "cacert"), (int)retries, &pc)))) {
+        cli_data_close(&cd);
         engine_free_tables(tables);
         cli_model_close(&cm);
         return rc;
@@ -139,23 +156,31 @@ int cmd_encode(int argc, char **argv)
         size_t len = 0;
         cwba_stream_stats st;
         char path[4200];
-        snprintf(path, sizeof path, "%s/%06d.cwb", cli_get(&o, "out"), cli_data_index(&cd, i));
+        if (out_dir)
+            snprintf(path, sizeof path, "%s/%06d.cwb", out_dir, cli_data_index(&cd, i));
+        else
+            snprintf(path, sizeof path, "image %d", cli_data_index(&cd, i));
         if (cwba_stream_encode_feature(&si, x, q == CWBA_QUANT_DOREFA ? NULL : n, buf, cap, &len,
                                        NULL, &st, &err) ||
-            cwba_write_file_atomic(path, buf, len, &err)) {
+            (out_dir && cwba_write_file_atomic(path, buf, len, &err))) {
             rc = cli_fail_status(&err);
             break;
         }
+        if (pc && (rc = post_client_send(pc, buf, len, path, stdout))) break;
         total_bytes += (double)len;
         written++;
     }
     if (!rc) {
         cli_data_report_skipped(&cd);
-        printf("encoded %d images into %s: %.1f bytes/image, %.4f bits/element (%s payload)\n",
-               written, cli_get(&o, "out"), written ? total_bytes / written : 0.0,
-               written ? total_bytes * 8 / written / (double)feat : 0.0, cwba_stream_mode_name(mode));
+        /* with --post, stdout holds the answers (JSON Lines) */
+        fprintf(pc ? stderr : stdout,
+                "encoded %d images %s %s: %.1f bytes/image, %.4f bits/element (%s payload)\n",
+                written, out_dir ? "into" : "for", out_dir ? out_dir : post_url,
+                written ? total_bytes / written : 0.0,
+                written ? total_bytes * 8 / written / (double)feat : 0.0, cwba_stream_mode_name(mode));
     }
     free(in), free(x), free(y0), free(n), free(buf);
+    post_client_close(pc);
     cli_data_close(&cd);
     engine_free_tables(tables);
     cli_model_close(&cm);
@@ -240,44 +265,25 @@ static int cmd_decode_files(const cli_opts *op, int nd, char **files, int nfiles
         size_t len = 0;
         cwba_stream_info si;
         int split, C, H, W;
+        float *xhat = NULL;
         if (cwba_file_read_all(files[f], (size_t)1 << 31, &buf, &len, &err)) {
             rc = cli_fail_status(&err);
             free(buf);
             break;
         }
-        if (cwba_stream_decode_header(buf, len, &si, &err)) {
-            cli_error("%s: %s", files[f], err.msg);
-            rc = 1;
-            free(buf);
-            break;
-        }
-        if (strcmp(si.model, cwba_arch_name(cm.arch)) != 0) {
-            cli_error("%s: the bitstream is for model '%s', not %s", files[f], si.model,
-                      cwba_arch_name(cm.arch));
-            rc = 1;
-            free(buf);
-            break;
-        }
-        if (cwba_model_find_split(cm.model, si.split, &split, &err)) {
+        if (cloud_decode_feature(cm.model, cm.arch, buf, len, -1, &si, &split, &xhat, &err)) {
             cli_error("%s: %s", files[f], err.msg);
             rc = 1;
             free(buf);
             break;
         }
         cwba_model_split_shape(cm.model, split, &C, &H, &W);
-        if (cwba_stream_expect(&si, cwba_arch_name(cm.arch), cwba_model_split_name(cm.model, split),
-                               C, H, W, &err)) {
-            cli_error("%s: %s", files[f], err.msg);
-            rc = 1;
-            free(buf);
-            break;
-        }
         size_t feat = (size_t)C * H * W;
         if (cli_has(&o, "save-feature")) {
             if (split0 >= 0 && split0 != split) {
                 cli_error("--save-feature: the streams come from different split points");
                 rc = 2;
-                free(buf);
+                free(buf), free(xhat);
                 break;
             }
             if (!all_feats) {
@@ -286,42 +292,28 @@ static int cmd_decode_files(const cli_opts *op, int nd, char **files, int nfiles
                     !(all_feats = malloc(bytes))) {
                     cli_error("out of memory for --save-feature");
                     rc = 1;
-                    free(buf);
+                    free(buf), free(xhat);
                     break;
                 }
             }
             split0 = split;
             feat0 = feat;
         }
-        int *n = malloc(sizeof(int) * (size_t)C);
-        float *xhat = malloc(sizeof(float) * feat);
         float *lg = all_logits + (size_t)K * f;
-        if (!n || !xhat) {
-            cli_error("out of memory");
-            rc = 1;
-        } else if (cwba_stream_decode(buf, len, &si, n, (size_t)C, NULL, xhat, feat, &err) ||
-                   cwba_model_forward_back(cm.model, split, xhat, 1, lg, &err)) {
+        if (cwba_model_forward_back(cm.model, split, xhat, 1, lg, &err)) {
             cli_error("%s: %s", files[f], err.msg);
             rc = 1;
         } else {
             if (all_feats) memcpy(all_feats + feat * (size_t)f, xhat, sizeof(float) * feat);
-            int top[5], nt = K < 5 ? K : 5;
-            for (int t = 0; t < nt; t++) {
-                int best = -1;
-                for (int k = 0; k < K; k++) {
-                    int used = 0;
-                    for (int u = 0; u < t; u++) used |= top[u] == k;
-                    if (!used && (best < 0 || lg[k] > lg[best])) best = k;
-                }
-                top[t] = best;
-            }
+            int top[5], nt = cloud_top5(lg, K, top);
             if (cli_has(&o, "json")) {
-                printf("{\"file\":\"%s\",\"model\":\"%s\",\"split\":\"%s\",\"bytes\":%zu,\"top5\":[",
-                       files[f], si.model, si.split, len);
-                for (int t = 0; t < nt; t++) printf("%s%d", t ? "," : "", top[t]);
-                printf("],\"logits_top5\":[");
-                for (int t = 0; t < nt; t++) printf("%s%.6g", t ? "," : "", lg[top[t]]);
-                printf("]}\n");
+                char line[16384];
+                if (cloud_result_json(line, sizeof line, files[f], &si, len, lg, K) < 0) {
+                    cli_error("%s: file name too long for --json", files[f]);
+                    rc = 1;
+                } else {
+                    printf("%s\n", line);
+                }
             } else {
                 printf("%s: %s %s %dx%dx%d, %zu bytes, top-5:", files[f], si.model, si.split, C, H,
                        W, len);
@@ -329,7 +321,6 @@ static int cmd_decode_files(const cli_opts *op, int nd, char **files, int nfiles
                 printf("\n");
             }
         }
-        free(n);
         free(xhat);
         free(buf);
     }

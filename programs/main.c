@@ -15,6 +15,7 @@ static void usage(FILE *f)
           "  evaluate     quantize features at a split and measure the cost (--flag 1)\n"
           "  encode       the edge: images -> quantized feature bitstreams (.cwb)\n"
           "  decode       the cloud: bitstreams -> back end -> top-5 classes\n"
+          "  serve        the cloud as an HTTP service: POST /v1/decode, batched\n"
           "  reproduce    calibrate + evaluate every method; prints the original's table\n"
           "  main_model   the original release's command line (--flag 0|1 ...)\n"
           "  fetch-weights MODEL: torchvision's ImageNet weights of any model (libcurl)\n"
@@ -27,6 +28,7 @@ static void usage(FILE *f)
 int cmd_fetch_weights(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -56,7 +58,7 @@ int main(int argc, char **argv)
         {"layers", cmd_layers},     {"infer", cmd_infer},         {"calibrate", cmd_calibrate},
         {"evaluate", cmd_evaluate}, {"reproduce", cmd_reproduce}, {"main_model", cmd_main_model},
         {"fetch-weights", cmd_fetch_weights}, {"encode", cmd_encode},
-        {"decode", cmd_decode},
+        {"decode", cmd_decode},     {"serve", cmd_serve},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(c, cmds[i].name)) return cmds[i].fn(argc - 2, argv + 2);
