@@ -17,9 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check_status(st, &err);
     if (st == CWBA_OK) {
         if (img.width < 1 || img.height < 1 || !img.rgb) abort();
-        size_t n = (size_t)img.width * (size_t)img.height * 3;
-        volatile unsigned sum = 0;
-        for (size_t i = 0; i < n; i++) sum += img.rgb[i];
+        fuzz_touch_bytes(img.rgb, (size_t)img.width * (size_t)img.height * 3);
         if ((size_t)img.width * (size_t)img.height <= FUZZ_RESIZE_MAX_PIXELS) {
             st = cwba_image_resize_crop(&img, 20, 16, &crop, &err);
             fuzz_check_status(st, &err);

@@ -48,6 +48,16 @@ static inline void fuzz_touch(const float *p, size_t n)
     (void)sink;
 }
 
+/* The same for bytes. */
+static inline void fuzz_touch_bytes(const uint8_t *p, size_t n)
+{
+    volatile unsigned sink = 0;
+    unsigned s = 0;
+    for (size_t i = 0; i < n; i++) s += p[i];
+    sink = s;
+    (void)sink;
+}
+
 /* One tensor of a parsed weights file: a shape that gives its numel, data
  * that holds numel floats, a name that finds it. */
 static inline void fuzz_check_tensor(const cwba_weights *w, const cwba_tensor_entry *e)

@@ -26,7 +26,10 @@
 #include <zlib.h>
 
 /* Caps that keep a hostile pickle from exhausting memory before it fails. */
-#define PK_MAX_VALUES ((size_t)1 << 24) /* objects created by one pickle */
+/* Objects created by one pickle: each takes about 256 bytes, so 2^20 is
+ * 256 MB at most (2^24 let a 16 MB pickle ask for 4 GB); a state dict
+ * needs a few tens per tensor. */
+#define PK_MAX_VALUES ((size_t)1 << 20)
 #define PK_MAX_MEMO ((size_t)1 << 22)   /* memo slots */
 #define ZIP_MAX_ENTRIES 1000000u
 
