@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "fuzz_util.h"
+
+#define REPLAY_MAX_BYTES ((rlim_t)2 << 30)
 
 static int run_file(const char *path)
 {
@@ -47,8 +50,27 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* ASan reserves terabytes of address space for its shadow; only builds
+ * without it can cap the address space. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REPLAY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REPLAY_ASAN 1
+#endif
+#endif
+
 int main(int argc, char **argv)
 {
+#ifndef REPLAY_ASAN
+    /* As libFuzzer's 2 GB limit does: a parser that asks for more on these
+     * small inputs gets NULL, reports CWBA_E_NOMEM, and that is a finding. */
+    struct rlimit lim = {.rlim_cur = REPLAY_MAX_BYTES, .rlim_max = REPLAY_MAX_BYTES};
+    if (setrlimit(RLIMIT_AS, &lim) != 0) {
+        perror("replay: setrlimit");
+        return 1;
+    }
+#endif
     size_t done = 0;
     for (int i = 1; i < argc; i++) {
         struct stat sb;
