@@ -19,7 +19,7 @@ static void parse(const uint8_t *buf, size_t len)
         if (w) abort(); /* no result on failure */
         return;
     }
-    for (size_t i = 0; i < w->count; i++) fuzz_check_tensor(w, &w->entries[i]);
+    for (size_t i = 0; i < w->count; i++) fuzz_check_tensor(w, i);
     cwba_weights_free(w);
 }
 

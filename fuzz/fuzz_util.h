@@ -61,10 +61,12 @@ static inline void fuzz_touch_bytes(const uint8_t *p, size_t n)
     (void)sink;
 }
 
-/* One tensor of a parsed weights file: a shape that gives its numel, data
- * that holds numel floats, a name that finds it. */
-static inline void fuzz_check_tensor(const cwba_weights *w, const cwba_tensor_entry *e)
+/* Every tensor of a parsed weights file: a shape that gives its numel, data
+ * that holds numel floats; the first ones and the last found by name (a
+ * search for each would make the check quadratic). */
+static inline void fuzz_check_tensor(const cwba_weights *w, size_t i)
 {
+    const cwba_tensor_entry *e = &w->entries[i];
     if (e->ndim < 0 || e->ndim > CWBA_MAX_DIMS) abort();
     size_t numel = 1;
     for (int d = 0; d < e->ndim; d++) {
@@ -73,7 +75,7 @@ static inline void fuzz_check_tensor(const cwba_weights *w, const cwba_tensor_en
     }
     if (numel != e->numel || (!e->is_integer && !e->data)) abort();
     if (!e->is_integer) fuzz_touch(e->data, e->numel);
-    if (cwba_weights_find(w, e->name) != e) abort();
+    if ((i < 16 || i + 1 == w->count) && cwba_weights_find(w, e->name) != e) abort();
 }
 
 #endif
