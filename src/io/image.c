@@ -40,6 +40,11 @@
  * image (2 bytes a coefficient), so that with the RGB output a hostile
  * header stays under 2 GB. Beyond it libjpeg fails ("backing store"). */
 #define IMG_JPEG_MAX_MEMORY (IMG_MAX_PIXELS * 3 * 2)
+/* A Huffman-coded JPEG spends at least a bit on every 8x8 block of its
+ * first scan, so it holds at most 512 pixels a byte; one that claims more
+ * than 4096 would only be decoded from filler (libjpeg zero-fills what is
+ * missing after a marker), a bomb of seconds from a few bytes. */
+#define IMG_JPEG_MAX_PIXELS_PER_BYTE 4096
 /* Deflate expands by at most 1032:1, so a PNG whose pixels need more than
  * 1032 times its size cannot hold them (checked before allocating them). */
 #define IMG_DEFLATE_MAX_RATIO 1032
@@ -121,6 +126,13 @@ static int jpeg_run(jpeg_job *j, const uint8_t *buf, size_t len)
     ci->mem->max_memory_to_use = (long)IMG_JPEG_MAX_MEMORY;
     jpeg_mem_src(ci, buf, (unsigned long)len);
     jpeg_read_header(ci, TRUE);
+    size_t claimed;
+    if (!cwba_size_mul(ci->image_width, ci->image_height, &claimed) ||
+        claimed / IMG_JPEG_MAX_PIXELS_PER_BYTE > len) {
+        snprintf(j->ctx.msg, sizeof j->ctx.msg, "%ux%u pixels cannot be coded in %zu bytes",
+                 (unsigned)ci->image_width, (unsigned)ci->image_height, len);
+        return 0;
+    }
     int comps = ci->num_components;
     if (comps == 1)
         ci->out_color_space = JCS_GRAYSCALE;
