@@ -44,12 +44,12 @@ test: build asan fuzz
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -LE slow
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
-# libFuzzer target for the bitstream decoder (clang, ASan+UBSan), run for a
-# bounded time by the "fuzz" CTest label.
+# libFuzzer targets for every parser of outside files (clang, ASan+UBSan),
+# run for a bounded time by the "fuzz" CTest label (fuzz/README.md).
 FUZZ_BUILD ?= build-fuzz
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCWBA_FUZZ=ON -DCWBA_NATIVE=OFF
-	cmake --build $(FUZZ_BUILD) --target fuzz_decode -j$(JOBS)
+	cmake --build $(FUZZ_BUILD) --target fuzz_all -j$(JOBS)
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE slow

@@ -166,6 +166,27 @@ static void test_hostile(void **s)
     hostile("tests/data/imagenet/pth/tiny_deflate.pth");
 }
 
+/* A pickle that only creates objects (2^20 + 1 Nones) stops at the object
+ * cap, which bounds its memory to about 256 MB (the cap was 2^24 once: a
+ * 20 MB file of them took 4.5 GB before it failed). */
+static void test_object_cap(void **s)
+{
+    (void)s;
+    size_t n = ((size_t)1 << 20) + 1, len = n + 3;
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    buf[0] = 0x80; /* PROTO 2: the legacy layout */
+    buf[1] = 2;
+    memset(buf + 2, 'N', n);
+    buf[len - 1] = '.';
+    cwba_weights *w = NULL;
+    cwba_error err = {0};
+    assert_int_equal(cwba_weights_parse_pth(buf, len, "nones", &w, &err), CWBA_E_FORMAT);
+    assert_null(w);
+    assert_non_null(strstr(err.msg, "more than 1048576 objects"));
+    free(buf);
+}
+
 /* A torchvision ImageNet checkpoint, when one is on this machine: set
  * CWBA_TORCHVISION_PTH, or leave it in torch's hub cache. */
 static void test_full_size(void **s)
@@ -216,7 +237,7 @@ int main(void)
         cmocka_unit_test(test_proto4),       cmocka_unit_test(test_deflate),
         cmocka_unit_test(test_module_prefix), cmocka_unit_test(test_checkpoint_dict),
         cmocka_unit_test(test_rejects),      cmocka_unit_test(test_hostile),
-        cmocka_unit_test(test_full_size),
+        cmocka_unit_test(test_full_size),    cmocka_unit_test(test_object_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,14 +72,20 @@ static cwba_status parse_card(const char *path, json_t *root, cwba_card *card, c
     size_t cols = json_array_size(json_array_get(logits, 0));
     if (cols == 0 || cols > 100000)
         return cwba_fail(err, CWBA_E_FORMAT, "%s: model card reference logits row 0 is empty", path);
-    card->ref_logits = malloc(rows * cols * sizeof(float)); /* (rows, cols) */
-    if (!card->ref_logits) return cwba_fail(err, CWBA_E_NOMEM, "out of memory");
+    /* Every row is checked before the allocation, so that its size is what
+     * the file holds (a long row 0 and many empty rows must not allocate
+     * rows x cols). */
     for (size_t r = 0; r < rows; r++) {
         json_t *row = json_array_get(logits, r);
         if (!json_is_array(row) || json_array_size(row) != cols)
             return cwba_fail(err, CWBA_E_FORMAT,
                              "%s: model card reference logits row %zu does not have %zu numbers", path,
                              r, cols);
+    }
+    card->ref_logits = malloc(rows * cols * sizeof(float)); /* (rows, cols) */
+    if (!card->ref_logits) return cwba_fail(err, CWBA_E_NOMEM, "out of memory");
+    for (size_t r = 0; r < rows; r++) {
+        json_t *row = json_array_get(logits, r);
         for (size_t c = 0; c < cols; c++) {
             double v;
             if (!json_number(json_array_get(row, c), &v))
@@ -101,13 +107,23 @@ cwba_status cwba_card_load(const char *path, cwba_card *card, cwba_error *err)
     size_t len = 0;
     cwba_status st = cwba_file_read_all(path, CARD_MAX_BYTES, &buf, &len, err);
     if (st) return st;
+    st = cwba_card_parse(buf, len, path, card, err);
+    free(buf);
+    return st;
+}
+
+cwba_status cwba_card_parse(const uint8_t *buf, size_t len, const char *path, cwba_card *card,
+                            cwba_error *err)
+{
+    memset(card, 0, sizeof *card);
+    if (len > CARD_MAX_BYTES)
+        return cwba_fail(err, CWBA_E_FORMAT, "%s: %zu bytes is too large for a model card", path, len);
     json_error_t jerr;
     json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    free(buf);
     if (!root)
         return cwba_fail(err, CWBA_E_FORMAT, "%s: bad JSON in model card: %s (line %d)", path,
                          jerr.text, jerr.line);
-    st = parse_card(path, root, card, err);
+    cwba_status st = parse_card(path, root, card, err);
     json_decref(root);
     if (st) cwba_card_free(card);
     return st;

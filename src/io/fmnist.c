@@ -14,6 +14,7 @@
 #define FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
 #define IDX_MAX_ITEMS 100000000u /* sane caps: reject likely-malformed headers */
 #define IDX_MAX_SIDE 4096u
+#define IDX_FIRST_CHUNK ((size_t)1 << 20)
 #define FMNIST_CLASSES 10
 
 typedef struct {
@@ -94,13 +95,23 @@ static cwba_status idx_read(const char *path, uint32_t magic, int ndim, uint32_t
             goto done;
         }
     }
-    *data = malloc(total);
-    if (!*data) {
-        st = cwba_fail(err, CWBA_E_NOMEM, "%s: out of memory (%zu bytes)", path, total);
-        goto done;
+    /* The buffer grows with the data actually read, so that a short file
+     * whose header claims billions of pixels fails as truncated instead of
+     * allocating what it claims. */
+    for (size_t have = 0, cap = 0; have < total;) {
+        size_t ncap = !cap ? (total < IDX_FIRST_CHUNK ? total : IDX_FIRST_CHUNK)
+                           : cap > total / 2 ? total : 2 * cap;
+        uint8_t *nd = realloc(*data, ncap);
+        if (!nd) {
+            st = cwba_fail(err, CWBA_E_NOMEM, "%s: out of memory (%zu bytes)", path, ncap);
+            goto done;
+        }
+        *data = nd;
+        cap = ncap;
+        st = gz_read_exact(f, path, *data + have, cap - have, err);
+        if (st) goto done;
+        have = cap;
     }
-    st = gz_read_exact(f, path, *data, total, err);
-    if (st) goto done;
     uint8_t extra;
     if (gzread(f, &extra, 1) != 0)
         st = cwba_fail(err, CWBA_E_FORMAT, "%s: trailing bytes after the IDX data", path);

@@ -31,9 +31,23 @@
 #include <jpeglib.h>
 #include <png.h>
 
-/* Refuse images whose pixel count suggests a malformed or hostile header
- * (Pillow's decompression-bomb limit is of the same order). */
-#define IMG_MAX_PIXELS ((size_t)1 << 28)
+/* Refuse images whose pixel count suggests a malformed or hostile header:
+ * Pillow's decompression-bomb limit (it refuses more than twice its
+ * MAX_IMAGE_PIXELS, 89478485), 537 MB of RGB. */
+#define IMG_MAX_PIXELS ((size_t)178956970)
+/* libjpeg's budget for the whole-image coefficient buffers of progressive
+ * and multi-scan files: three full-resolution components of the largest
+ * image (2 bytes a coefficient), so that with the RGB output a hostile
+ * header stays under 2 GB. Beyond it libjpeg fails ("backing store"). */
+#define IMG_JPEG_MAX_MEMORY (IMG_MAX_PIXELS * 3 * 2)
+/* A Huffman-coded JPEG spends at least a bit on every 8x8 block of its
+ * first scan, so it holds at most 512 pixels a byte; one that claims more
+ * than 4096 would only be decoded from filler (libjpeg zero-fills what is
+ * missing after a marker), a bomb of seconds from a few bytes. */
+#define IMG_JPEG_MAX_PIXELS_PER_BYTE 4096
+/* Deflate expands by at most 1032:1, so a PNG whose pixels need more than
+ * 1032 times its size cannot hold them (checked before allocating them). */
+#define IMG_DEFLATE_MAX_RATIO 1032
 #define IMG_MAX_FILE ((size_t)1 << 30)
 
 void cwba_image_free(cwba_image *img)
@@ -87,7 +101,12 @@ static void jpeg_on_error(j_common_ptr cinfo)
 static void jpeg_on_message(j_common_ptr cinfo, int level)
 {
     jpeg_ctx *c = (jpeg_ctx *)cinfo->err;
-    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) c->truncated = 1;
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        /* Stop at once: libjpeg would go on decoding the whole image from
+         * nothing (zeros), which for a huge header is seconds of work. */
+        c->truncated = 1;
+        longjmp(c->jump, 1);
+    }
 }
 
 typedef struct jpeg_job {
@@ -99,13 +118,21 @@ typedef struct jpeg_job {
 
 /* Everything that can longjmp happens in here; state lives in *j (not in
  * locals of this frame), so nothing needs to be volatile. */
-static int jpeg_run(jpeg_job *j, const uint8_t *buf, size_t len, const char *what)
+static int jpeg_run(jpeg_job *j, const uint8_t *buf, size_t len)
 {
     struct jpeg_decompress_struct *ci = &j->cinfo;
     if (setjmp(j->ctx.jump)) return 0;
     jpeg_create_decompress(ci);
+    ci->mem->max_memory_to_use = (long)IMG_JPEG_MAX_MEMORY;
     jpeg_mem_src(ci, buf, (unsigned long)len);
     jpeg_read_header(ci, TRUE);
+    size_t claimed;
+    if (!cwba_size_mul(ci->image_width, ci->image_height, &claimed) ||
+        claimed / IMG_JPEG_MAX_PIXELS_PER_BYTE > len) {
+        snprintf(j->ctx.msg, sizeof j->ctx.msg, "%ux%u pixels cannot be coded in %zu bytes",
+                 (unsigned)ci->image_width, (unsigned)ci->image_height, len);
+        return 0;
+    }
     int comps = ci->num_components;
     if (comps == 1)
         ci->out_color_space = JCS_GRAYSCALE;
@@ -127,7 +154,8 @@ static int jpeg_run(jpeg_job *j, const uint8_t *buf, size_t len, const char *wha
         snprintf(j->ctx.msg, sizeof j->ctx.msg, "unexpected JPEG output components");
         return 0;
     }
-    if (image_alloc(j->img, w, h, what, NULL)) {
+    size_t npix;
+    if (w <= 0 || h <= 0 || !cwba_size_mul((size_t)w, (size_t)h, &npix) || npix > IMG_MAX_PIXELS) {
         snprintf(j->ctx.msg, sizeof j->ctx.msg, "image size %dx%d is implausible or too large", w, h);
         return 0;
     }
@@ -136,7 +164,24 @@ static int jpeg_run(jpeg_job *j, const uint8_t *buf, size_t len, const char *wha
         snprintf(j->ctx.msg, sizeof j->ctx.msg, "out of memory");
         return 0;
     }
+    /* The output grows with the rows decoded, so that a short file whose
+     * header claims a huge image fails at its end without first allocating
+     * all of it. */
+    size_t rows_cap = 0;
+    j->img->width = w;
+    j->img->height = h;
     while (ci->output_scanline < ci->output_height) {
+        if (ci->output_scanline == rows_cap) {
+            size_t n = rows_cap ? (rows_cap > (size_t)h / 2 ? (size_t)h : 2 * rows_cap)
+                                : ((size_t)h < 64 ? (size_t)h : 64);
+            uint8_t *grown = realloc(j->img->rgb, n * (size_t)w * 3);
+            if (!grown) {
+                snprintf(j->ctx.msg, sizeof j->ctx.msg, "out of memory for a %dx%d image", w, h);
+                return 0;
+            }
+            j->img->rgb = grown;
+            rows_cap = n;
+        }
         uint8_t *dst = j->img->rgb + (size_t)ci->output_scanline * (size_t)w * 3;
         JSAMPROW rp = j->row;
         jpeg_read_scanlines(ci, &rp, 1);
@@ -171,7 +216,7 @@ static cwba_status decode_jpeg(const uint8_t *buf, size_t len, const char *what,
     j->cinfo.err = jpeg_std_error(&j->ctx.pub);
     j->ctx.pub.error_exit = jpeg_on_error;
     j->ctx.pub.emit_message = jpeg_on_message;
-    int ok = jpeg_run(j, buf, len, what);
+    int ok = jpeg_run(j, buf, len);
     jpeg_destroy_decompress(&j->cinfo);
     cwba_status st = CWBA_OK;
     if (!ok) {
@@ -229,6 +274,15 @@ static int png_run(png_job *j, const char *what)
     int depth = 0, ctype = 0, interlace = 0;
     png_get_IHDR(j->png, j->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
     if (w > INT_MAX || h > INT_MAX) png_error(j->png, "image too large");
+    /* The pixels' bits before deflate (w * h bounded first) against what
+     * the file can hold. */
+    static const int k_png_channels[7] = {1, 0, 3, 1, 2, 0, 4}; /* by colour type */
+    size_t npix;
+    if (!cwba_size_mul(w, h, &npix) || npix > IMG_MAX_PIXELS)
+        png_error(j->png, "image size implausible or too large");
+    size_t raw_bits = npix * (size_t)depth * (size_t)(ctype >= 0 && ctype < 7 ? k_png_channels[ctype] : 1);
+    if (raw_bits / 8 / IMG_DEFLATE_MAX_RATIO > j->len)
+        png_error(j->png, "file too short for its image size (truncated?)");
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_packing(j->png); /* one index per byte */
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(j->png);
     /* 16-bit: Pillow keeps the high byte ("RGB;16B" etc.); grey stays 16-bit

@@ -21,6 +21,20 @@ cwba_status cwba_xz_decompress(const uint8_t *in, size_t in_len, size_t max_out,
  * decompresses it. Caller frees *out. */
 cwba_status cwba_read_maybe_xz(const char *path, uint8_t **out, size_t *out_len, cwba_error *err);
 
+/* In-memory forms of cwba_npy_read_f32 and cwba_card_load (the file
+ * readers call them; the fuzz targets feed them directly); `what` names the
+ * input in messages. */
+cwba_status cwba_npy_parse_f32(const uint8_t *buf, size_t len, const char *what, float **data,
+                               int *ndim, int64_t shape[CWBA_MAX_DIMS], cwba_error *err);
+cwba_status cwba_card_parse(const uint8_t *buf, size_t len, const char *what, cwba_card *card,
+                            cwba_error *err);
+
+/* cwba_weights_add without its duplicate check, for parsers that have
+ * checked their names once (a linear search per tensor made a file of many
+ * small tensors quadratic: 20000 took 12 s). */
+cwba_status cwba_weights_add_unique(cwba_weights *w, const char *name, int ndim,
+                                    const int64_t *shape, float *data, cwba_error *err);
+
 /* IEEE binary16 / bfloat16 bit patterns -> float32, exact for every input
  * (subnormals, infinities and NaNs included). */
 float cwba_f16_to_f32(uint16_t h);

@@ -210,59 +210,51 @@ cwba_status cwba_npy_read_f32(const char *path, float **data, int *ndim,
     size_t len = 0;
     cwba_status st = cwba_file_read_all(path, 0, &buf, &len, err);
     if (st) return st;
-    if (len < 10 || memcmp(buf, npy_magic, 6) != 0) {
-        free(buf);
+    st = cwba_npy_parse_f32(buf, len, path, data, ndim, shape, err);
+    free(buf);
+    return st;
+}
+
+cwba_status cwba_npy_parse_f32(const uint8_t *buf, size_t len, const char *path, float **data,
+                               int *ndim, int64_t shape[CWBA_MAX_DIMS], cwba_error *err)
+{
+    *data = NULL;
+    *ndim = 0;
+    if (len < 10 || memcmp(buf, npy_magic, 6) != 0)
         return cwba_fail(err, CWBA_E_FORMAT, "%s: not a .npy file (bad magic)", path);
-    }
     int major = buf[6];
     size_t hlen, pre;
     if (major == 1) {
         hlen = (size_t)buf[8] | ((size_t)buf[9] << 8);
         pre = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12) {
-            free(buf);
-            return cwba_fail(err, CWBA_E_FORMAT, "%s: truncated .npy header", path);
-        }
+        if (len < 12) return cwba_fail(err, CWBA_E_FORMAT, "%s: truncated .npy header", path);
         hlen = (size_t)buf[8] | ((size_t)buf[9] << 8) | ((size_t)buf[10] << 16) |
                ((size_t)buf[11] << 24);
         pre = 12;
     } else {
         int minor = buf[7];
-        free(buf);
         return cwba_fail(err, CWBA_E_UNSUPPORTED, "%s: .npy format version %d.%d is not supported",
                          path, major, minor);
     }
-    if (hlen > NPY_MAX_HEADER || hlen > len - pre) {
-        free(buf);
+    if (hlen > NPY_MAX_HEADER || hlen > len - pre)
         return cwba_fail(err, CWBA_E_FORMAT, "%s: .npy header length %zu beyond the end of the file",
                          path, hlen);
-    }
     npy_dtype dt = NPY_F4;
-    st = parse_header(path, (const char *)buf + pre, hlen, &dt, ndim, shape, err);
-    if (st) {
-        free(buf);
-        return st;
-    }
+    cwba_status st = parse_header(path, (const char *)buf + pre, hlen, &dt, ndim, shape, err);
+    if (st) return st;
     size_t numel = 1, esize = dt == NPY_F8 ? 8 : dt == NPY_F2 ? 2 : 4, nbytes;
     for (int i = 0; i < *ndim; i++) {
-        if (!cwba_size_mul(numel, (size_t)shape[i], &numel)) {
-            free(buf);
+        if (!cwba_size_mul(numel, (size_t)shape[i], &numel))
             return cwba_fail(err, CWBA_E_FORMAT, "%s: .npy shape overflows", path);
-        }
     }
     size_t avail = len - pre - hlen;
-    if (!cwba_size_mul(numel, esize, &nbytes) || nbytes != avail) {
-        free(buf);
+    if (!cwba_size_mul(numel, esize, &nbytes) || nbytes != avail)
         return cwba_fail(err, CWBA_E_FORMAT,
                          "%s: .npy data is %zu bytes but its shape needs %zu x %zu bytes", path, avail,
                          numel, esize);
-    }
     float *out = malloc(numel ? numel * sizeof(float) : 1); /* numel*esize fit, so *4 fits */
-    if (!out) {
-        free(buf);
-        return cwba_fail(err, CWBA_E_NOMEM, "%s: out of memory", path);
-    }
+    if (!out) return cwba_fail(err, CWBA_E_NOMEM, "%s: out of memory", path);
     const uint8_t *p = buf + pre + hlen;
     for (size_t i = 0; i < numel; i++) {
         const uint8_t *q = p + i * esize;
@@ -280,7 +272,6 @@ cwba_status cwba_npy_read_f32(const char *path, float **data, int *ndim,
             out[i] = (float)d;
         }
     }
-    free(buf);
     *data = out;
     return CWBA_OK;
 }

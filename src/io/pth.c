@@ -26,7 +26,10 @@
 #include <zlib.h>
 
 /* Caps that keep a hostile pickle from exhausting memory before it fails. */
-#define PK_MAX_VALUES ((size_t)1 << 24) /* objects created by one pickle */
+/* Objects created by one pickle: each takes about 256 bytes, so 2^20 is
+ * 256 MB at most (2^24 let a 16 MB pickle ask for 4 GB); a state dict
+ * needs a few tens per tensor. */
+#define PK_MAX_VALUES ((size_t)1 << 20)
 #define PK_MAX_MEMO ((size_t)1 << 22)   /* memo slots */
 #define ZIP_MAX_ENTRIES 1000000u
 
@@ -986,7 +989,7 @@ static cwba_status convert_tensor(const pth_ctx *c, const char *name, const pk_v
                          "%s: tensor %s: offset %lld + extent %zu exceeds its storage of %zu elements",
                          c->what, name, (long long)t->offset, span + 1, ps->numel);
     int is_float = s->dtype == DT_F32 || s->dtype == DT_F16 || s->dtype == DT_BF16 || s->dtype == DT_F64;
-    if (!is_float) return cwba_weights_add(w, name, t->ndim, t->shape, NULL, err);
+    if (!is_float) return cwba_weights_add_unique(w, name, t->ndim, t->shape, NULL, err);
     size_t bytes;
     if (!cwba_size_mul(numel ? numel : 1, sizeof(float), &bytes))
         return cwba_fail(err, CWBA_E_NOMEM, "%s: tensor %s too large", c->what, name);
@@ -1004,7 +1007,7 @@ static cwba_status convert_tensor(const pth_ctx *c, const char *name, const pk_v
     memcpy(&little, &one, 1);
     if (contiguous && little && s->dtype == DT_F32) {
         memcpy(out, ps->data + base * 4, numel * 4);
-        return cwba_weights_add(w, name, t->ndim, t->shape, out, err);
+        return cwba_weights_add_unique(w, name, t->ndim, t->shape, out, err);
     }
     /* Otherwise walk the index space in C order with an odometer; strides may
      * be anything (a transposed or expanded view). */
@@ -1021,7 +1024,7 @@ static cwba_status convert_tensor(const pth_ctx *c, const char *name, const pk_v
             idx[d] = 0;
         }
     }
-    return cwba_weights_add(w, name, t->ndim, t->shape, out, err);
+    return cwba_weights_add_unique(w, name, t->ndim, t->shape, out, err);
 }
 
 /* Finds the dict of tensors: the root itself, or a full training checkpoint's
@@ -1043,6 +1046,11 @@ static const pk_val *find_state_dict(const pk_val *root, int depth)
     return NULL;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static cwba_status build_weights(const pth_ctx *c, const pk_val *root, cwba_weights **out, cwba_error *err)
 {
     const pk_val *sd = find_state_dict(root, 0);
@@ -1057,21 +1065,34 @@ static cwba_status build_weights(const pth_ctx *c, const pk_val *root, cwba_weig
                                  root->items[i]->kind == PK_STR ? root->items[i]->s : "?",
                                  kind_name(root->items[i + 1]->kind));
     }
-    cwba_weights *w = cwba_weights_new();
-    if (!w) return cwba_fail(err, CWBA_E_NOMEM, "out of memory");
-    for (size_t i = 0; i + 1 < sd->n; i += 2) {
-        const pk_val *k = sd->items[i];
+    /* The tensors' names, checked for duplicates once (sorted), so that each
+     * tensor is added without a search (one per tensor was quadratic). */
+    size_t nt = sd->n / 2;
+    const char **names = malloc((nt ? nt : 1) * 2 * sizeof *names), **sorted = names + nt;
+    if (!names) return cwba_fail(err, CWBA_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < nt; i++) {
+        const pk_val *k = sd->items[2 * i];
         if (k->kind != PK_STR || strlen(k->s) != k->slen || k->slen == 0) {
-            cwba_weights_free(w);
-            return cwba_fail(err, CWBA_E_FORMAT, "%s: state dict key %zu is not a string", c->what, i / 2);
+            free(names);
+            return cwba_fail(err, CWBA_E_FORMAT, "%s: state dict key %zu is not a string", c->what, i);
         }
         /* nn.DataParallel / DistributedDataParallel save every name under "module.". */
-        const char *name = strncmp(k->s, "module.", 7) == 0 && k->slen > 7 ? k->s + 7 : k->s;
-        cwba_status st = convert_tensor(c, name, sd->items[i + 1], w, err);
-        if (st) {
-            cwba_weights_free(w);
+        names[i] = sorted[i] = strncmp(k->s, "module.", 7) == 0 && k->slen > 7 ? k->s + 7 : k->s;
+    }
+    qsort(sorted, nt, sizeof *sorted, cmp_name);
+    for (size_t i = 1; i < nt; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0) {
+            cwba_status st = cwba_fail(err, CWBA_E_FORMAT, "%s: duplicate tensor %s", c->what, sorted[i]);
+            free(names);
             return st;
         }
+    cwba_weights *w = cwba_weights_new();
+    cwba_status st = w ? CWBA_OK : cwba_fail(err, CWBA_E_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < nt; i++) st = convert_tensor(c, names[i], sd->items[2 * i + 1], w, err);
+    free(names);
+    if (st) {
+        cwba_weights_free(w);
+        return st;
     }
     *out = w;
     return CWBA_OK;

@@ -105,7 +105,8 @@ static cwba_status parse_tensor(const uint8_t *data, size_t data_len, const char
                          "%s: tensor %s: shape needs %zu x %zu bytes but data_offsets span %llu",
                          what, name, numel, dt->size, (unsigned long long)(end - begin));
 
-    if (dt->kind == DT_INT) return cwba_weights_add(w, name, (int)ndim, shape, NULL, err);
+    /* Names are unique: the header is parsed with JSON_REJECT_DUPLICATES. */
+    if (dt->kind == DT_INT) return cwba_weights_add_unique(w, name, (int)ndim, shape, NULL, err);
 
     size_t fbytes;
     if (!cwba_size_mul(numel, sizeof(float), &fbytes))
@@ -132,7 +133,7 @@ static cwba_status parse_tensor(const uint8_t *data, size_t data_len, const char
         case DT_INT: break; /* handled above */
         }
     }
-    return cwba_weights_add(w, name, (int)ndim, shape, out, err);
+    return cwba_weights_add_unique(w, name, (int)ndim, shape, out, err);
 }
 
 cwba_status cwba_weights_parse_safetensors(const uint8_t *buf, size_t len, const char *what,

@@ -22,14 +22,20 @@ static cwba_status grow(cwba_weights *w, cwba_error *err)
 cwba_status cwba_weights_add(cwba_weights *w, const char *name, int ndim, const int64_t *shape,
                              float *data, cwba_error *err)
 {
+    if (cwba_weights_find(w, name)) {
+        free(data);
+        return cwba_fail(err, CWBA_E_FORMAT, "duplicate tensor %s", name);
+    }
+    return cwba_weights_add_unique(w, name, ndim, shape, data, err);
+}
+
+cwba_status cwba_weights_add_unique(cwba_weights *w, const char *name, int ndim,
+                                    const int64_t *shape, float *data, cwba_error *err)
+{
     if (ndim < 0 || ndim > CWBA_MAX_DIMS) {
         free(data);
         return cwba_fail(err, CWBA_E_FORMAT, "tensor %s: %d dimensions (at most %d)", name, ndim,
                          CWBA_MAX_DIMS);
-    }
-    if (cwba_weights_find(w, name)) {
-        free(data);
-        return cwba_fail(err, CWBA_E_FORMAT, "duplicate tensor %s", name);
     }
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) {

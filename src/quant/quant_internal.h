@@ -78,4 +78,9 @@ cwba_status cwba__probe_cache_y0(cwba_probe_cache *pc, const float **y0, cwba_al
 int cwba__probe_cache_matches(const cwba_probe_cache *pc, const cwba_backend *be, cwba_quant q,
                               const float *x);
 
+/* cwba_table_read on a table held in memory (the fuzz target's entry
+ * point); `what` names it in messages. */
+cwba_status cwba_table_parse(const char *buf, size_t len, const char *what, int expected_C,
+                             cwba_table *t, cwba_error *err);
+
 #endif

@@ -139,6 +139,15 @@ static cwba_status table_parse(const char *path, const char *buf, size_t len, in
     return CWBA_OK;
 }
 
+cwba_status cwba_table_parse(const char *buf, size_t len, const char *what, int expected_C,
+                             cwba_table *t, cwba_error *err)
+{
+    if (len > TABLE_BYTES_MAX)
+        return cwba_fail(err, CWBA_E_FORMAT, "%s: %zu bytes is too large for an interval table", what,
+                         len);
+    return table_parse(what, buf, len, expected_C, 0, t, err);
+}
+
 cwba_status cwba_table_read(const char *path, int expected_C, cwba_table *t, cwba_error *err)
 {
     if (!path || !t) return cwba_fail(err, CWBA_E_ARG, "table_read: missing path or table");
