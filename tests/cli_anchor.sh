@@ -41,17 +41,8 @@ strip_time() { sed 's/"seconds_per_image":[^,]*,//' "$1"; }
 [ "$(strip_time "$TMP/hevc.json" | sed 's/"threads":[0-9]*//')" = \
   "$(strip_time "$TMP/hevc2.json" | sed 's/"threads":[0-9]*//')" ] || fail "hevc rows differ between runs"
 
-expect_error() {
-    local pat=$1
-    shift
-    "$BIN" "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$? lines
-    lines=$(wc -l <"$TMP/err")
-    if [ $rc -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$TMP/err"; then
-        echo "FAIL [$*]: rc=$rc, $lines lines: $(cat "$TMP/err")"; fails=$((fails + 1)); return
-    fi
-    echo "ok   [$*] -> $(cat "$TMP/err")"
-}
+EXPECT_RC=2
+. "$(dirname "$0")/lib_cli.sh"
 E=(evaluate --model resnet18 --split layer3 --limit 1)
 expect_error "unknown codec 'vvc'" "${E[@]}" --codec vvc --quality 30
 expect_error "needs --quality" "${E[@]}" --codec jpeg

@@ -47,17 +47,7 @@ grep -q "other has no 'jpeg' curve" "$TMP/err" || fail "no note for the configur
 "$BIN" bdrate --points "$TMP/rd.csv" --anchor jpeg,ours 2>/dev/null | grep -qx "cfg,jpeg,ours,mse,25.0000" ||
     fail "jpeg vs ours is not +25"
 
-expect_error() {
-    local pat=$1
-    shift
-    "$BIN" "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$? lines
-    lines=$(wc -l <"$TMP/err")
-    if [ $rc -eq 0 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$TMP/err"; then
-        echo "FAIL [$*]: rc=$rc, $lines lines: $(cat "$TMP/err")"; fails=$((fails + 1)); return
-    fi
-    echo "ok   [$*] -> $(cat "$TMP/err")"
-}
+. "$(dirname "$0")/lib_cli.sh"
 expect_error "--points is required" bdrate --anchor jpeg
 expect_error "no curve of the anchor method 'hevc'" bdrate --points "$TMP/rd.csv" --anchor hevc
 expect_error "unknown BD-rate fit 'akima'" bdrate --points "$TMP/rd.csv" --anchor jpeg --fit akima

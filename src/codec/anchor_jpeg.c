@@ -48,7 +48,7 @@ typedef struct enc_job {
     jerr e;
     unsigned char *mem;
     unsigned long mem_len;
-    JSAMPLE *row;
+    JSAMPLE row[]; /* one scanline */
 } enc_job;
 
 /* Everything that can longjmp runs here, with its state in *j. */
@@ -80,20 +80,14 @@ static int enc_run(enc_job *j, const uint16_t *pix, int w, int h, int quality)
 cwba_status anchor_jpeg_encode(const uint16_t *pix, int w, int h, int quality, anchor_buf *out,
                                cwba_error *err)
 {
-    enc_job *j = calloc(1, sizeof *j);
+    enc_job *j = calloc(1, sizeof *j + (size_t)w);
     if (!j) return cwba_fail(err, CWBA_E_NOMEM, "jpeg anchor: out of memory");
-    j->row = malloc((size_t)w);
-    cwba_status st = CWBA_OK;
     err_init(&j->e, &j->ci.err);
-    if (!j->row)
-        st = cwba_fail(err, CWBA_E_NOMEM, "jpeg anchor: out of memory");
-    else if (!enc_run(j, pix, w, h, quality))
-        st = cwba_fail(err, CWBA_E_INTERNAL, "jpeg anchor: libjpeg: %s", j->e.msg);
-    else
-        st = anchor_buf_append(out, j->mem, j->mem_len, err);
+    cwba_status st = enc_run(j, pix, w, h, quality)
+                         ? anchor_buf_append(out, j->mem, j->mem_len, err)
+                         : cwba_fail(err, CWBA_E_INTERNAL, "jpeg anchor: libjpeg: %s", j->e.msg);
     jpeg_destroy_compress(&j->ci);
     free(j->mem);
-    free(j->row);
     free(j);
     return st;
 }
@@ -101,8 +95,8 @@ cwba_status anchor_jpeg_encode(const uint16_t *pix, int w, int h, int quality, a
 typedef struct dec_job {
     struct jpeg_decompress_struct ci;
     jerr e;
-    JSAMPLE *row;
     int bad_shape;
+    JSAMPLE row[]; /* one scanline */
 } dec_job;
 
 static int dec_run(dec_job *j, const uint8_t *src, size_t len, int w, int h, uint16_t *pix)
@@ -131,21 +125,17 @@ static int dec_run(dec_job *j, const uint8_t *src, size_t len, int w, int h, uin
 cwba_status anchor_jpeg_decode(const uint8_t *src, size_t len, int w, int h, uint16_t *pix,
                                cwba_error *err)
 {
-    dec_job *j = calloc(1, sizeof *j);
+    dec_job *j = calloc(1, sizeof *j + (size_t)w);
     if (!j) return cwba_fail(err, CWBA_E_NOMEM, "jpeg anchor: out of memory");
-    j->row = malloc((size_t)w);
-    cwba_status st = CWBA_OK;
     err_init(&j->e, &j->ci.err);
-    if (!j->row)
-        st = cwba_fail(err, CWBA_E_NOMEM, "jpeg anchor: out of memory");
-    else if (len == 0 || !dec_run(j, src, len, w, h, pix))
+    cwba_status st = CWBA_OK;
+    if (len == 0 || !dec_run(j, src, len, w, h, pix))
         st = j->bad_shape
                  ? cwba_fail(err, CWBA_E_FORMAT,
                              "jpeg anchor: stream is not one %dx%d grayscale frame", w, h)
                  : cwba_fail(err, CWBA_E_FORMAT, "jpeg anchor: %s",
                              j->e.msg[0] ? j->e.msg : "empty stream");
     jpeg_destroy_decompress(&j->ci);
-    free(j->row);
     free(j);
     return st;
 }
