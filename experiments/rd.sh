@@ -118,3 +118,40 @@ say "wrote experiments/results/rd-points.csv ($(($(wc -l <"$EXP/results/rd-point
 "$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor jpeg,webp,hevc --fit "$FIT" \
     --out "$EXP/results/bdrate.csv"
 say "wrote experiments/results/bdrate.csv"
+
+# Rate-MSE and rate-top-1 plots per configuration (gnuplot from Debian).
+command -v gnuplot >/dev/null || { say "no gnuplot: plots skipped"; exit 0; }
+mkdir -p "$EXP/plots"
+pts="$EXP/results/rd-points.csv"
+colors=('#1b9e77' '#d95f02' '#7570b3' '#e7298a' '#66a61e' '#e6ab02' '#a6761d' '#666666')
+for cfg in $(tail -n +2 "$pts" | cut -d, -f1 | awk '!seen[$0]++'); do
+    mapfile -t methods < <(awk -F, -v c="$cfg" 'NR > 1 && $1 == c && !seen[$2]++ { print $2 }' "$pts")
+    images=$(awk -F, -v c="$cfg" 'NR > 1 && $1 == c { print $4; exit }' "$pts")
+    p1="" p2="" i=0
+    for m in "${methods[@]}"; do
+        src="< awk -F, -v c='$cfg' -v m='$m' 'NR>1 && \$1==c && \$2==m' $pts | sort -t, -k5,5g"
+        lc="lc rgb '${colors[i % ${#colors[@]}]}'"
+        p1+="\"$src\" using 5:7 with linespoints $lc title '$m', "
+        p2+="\"$src\" using 5:8 with linespoints $lc title '$m', "
+        i=$((i + 1))
+    done
+    gnuplot <<GP
+set terminal pngcairo size 900,600 noenhanced
+set datafile separator ","
+set key outside right
+set grid
+set logscale x
+set xlabel "bytes per image (whole stream, side information included)"
+set output "$EXP/plots/$cfg-rd-mse.png"
+set title "$cfg: output MSE vs rate ($images Fashion-MNIST test images)"
+set ylabel "output MSE (logits)"
+set logscale y
+plot ${p1%, }
+set output "$EXP/plots/$cfg-rd-top1.png"
+set title "$cfg: top-1 vs rate ($images Fashion-MNIST test images)"
+set ylabel "top-1 accuracy"
+unset logscale y
+plot ${p2%, }
+GP
+done
+say "plots in experiments/plots/*-rd-*.png"
