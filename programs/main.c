@@ -6,6 +6,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: cwba <command> [options]   (cwba <command> --help for its options)\n"
+          "       cwba --version            version and the kernels' instruction set\n"
           "\n"
           "commands:\n"
           "  layers       split points of a model with their feature shapes\n"
@@ -38,6 +39,16 @@ int main(int argc, char **argv)
     const char *c = argv[1];
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
         usage(stdout);
+        return 0;
+    }
+    /* A mistyped cap must not silently run the default kernels. */
+    cwba_error err;
+    if (cwba_isa_env_check(&err) != CWBA_OK) {
+        cli_error("%s", err.msg);
+        return 2;
+    }
+    if (!strcmp(c, "--version")) {
+        printf("cwba %s (kernels: %s)\n", CWBA_VERSION_STRING, cwba_isa_name(cwba_isa_current()));
         return 0;
     }
     static const struct {

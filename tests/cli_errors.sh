@@ -32,6 +32,17 @@ expect_error() {
 }
 
 expect_error "unknown command" frobnicate
+n=$((n + 1))
+if CWBA_MAX_ISA=avx9 "$BIN" --version >"$TMP/out" 2>"$TMP/err" || [ "$(wc -l <"$TMP/err")" -ne 1 ] ||
+    ! grep -q "CWBA_MAX_ISA='avx9' is not an instruction set" "$TMP/err"; then
+    echo "FAIL [CWBA_MAX_ISA=avx9 --version]: $(cat "$TMP/err")"; fails=$((fails + 1))
+else
+    echo "ok   [CWBA_MAX_ISA=avx9 --version] -> $(cat "$TMP/err")"
+fi
+n=$((n + 1))
+if ! CWBA_MAX_ISA=scalar "$BIN" --version | grep -q "(kernels: scalar)"; then
+    echo "FAIL [CWBA_MAX_ISA=scalar --version]: $(CWBA_MAX_ISA=scalar "$BIN" --version 2>&1)"; fails=$((fails + 1))
+fi
 expect_error "alexnet|vgg16|resnet18|unknown model" layers --model lenet
 expect_error "required" layers
 expect_error "unknown option" layers --model resnet18 --colour red

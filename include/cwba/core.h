@@ -77,6 +77,35 @@ int cwba_get_threads(void);
 /* Monotonic wall clock in seconds. */
 double cwba_now(void);
 
+/* Instruction sets of the vector kernels (src/nn, src/quant). The library
+ * picks the best one this CPU has at run time; the environment variable
+ * CWBA_MAX_ISA=scalar|avx2|avx512|neon caps the choice (as oneDNN's
+ * ONEDNN_MAX_CPU_ISA), so one machine can run every slower path. For a given
+ * arithmetic every ISA gives the same bits (docs/architecture.md). */
+typedef enum cwba_isa {
+    CWBA_ISA_SCALAR = 0, /* portable C, fmaf */
+    CWBA_ISA_AVX2,       /* x86-64 AVX2 + FMA */
+    CWBA_ISA_AVX512,     /* x86-64 AVX-512F */
+    CWBA_ISA_NEON        /* AArch64 Advanced SIMD */
+} cwba_isa;
+/* The ISA in use (detected once, capped by CWBA_MAX_ISA). */
+cwba_isa cwba_isa_current(void);
+/* "scalar", "avx2", "avx512", "neon"; "?" for a value out of range. */
+const char *cwba_isa_name(cwba_isa isa);
+/* Parses a name as above (CWBA_E_ARG with one line listing them otherwise). */
+cwba_status cwba_isa_parse(const char *s, cwba_isa *out, cwba_error *err);
+/* Whether this CPU (and this build) can run isa. */
+int cwba_isa_supported(cwba_isa isa);
+/* CWBA_E_ARG when CWBA_MAX_ISA is set to something that is not an ISA of this
+ * architecture (the library then ignores it and uses the best ISA); the
+ * CLI calls this first so that a typo is an error, not a silent default. */
+cwba_status cwba_isa_env_check(cwba_error *err);
+/* Makes isa the current one, for all kernels, if supported (returns 0
+ * otherwise). For tests and benchmarks comparing ISAs in one process; not
+ * thread-safe against running kernels, and data packed for one ISA's kernels
+ * must not be used after a switch. */
+int cwba_isa_set(cwba_isa isa);
+
 /* Strict number parsing for command-line and file values: the whole string must
  * be consumed, no overflow, finite for doubles. Return 0 on failure. */
 int cwba_parse_int(const char *s, long *out);

@@ -21,6 +21,8 @@
  * simply widens B. */
 #include "nn/nn_internal.h"
 
+#include "cwba/core.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -362,45 +364,30 @@ static const isa ISA_AVX512 = {"avx512",       MR_AVX512,      kernel_avx512,
                                kernel2_avx512, kernel3_avx512, narrow_range_avx512};
 #endif
 
-/* Chosen at run time so that a portable build (CWBA_NATIVE=OFF, as the
- * sanitizer build) still gets the vector kernels; every path gives the same
- * bits, so the choice only changes speed. */
-static const isa *g_isa;
-static pthread_once_t g_isa_once = PTHREAD_ONCE_INIT;
-
-static int isa_supported(const isa *x)
-{
-#ifdef NN_X86
-    __builtin_cpu_init();
-    if (x == &ISA_AVX512) return __builtin_cpu_supports("avx512f");
-    if (x == &ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    return x == &ISA_SCALAR;
-}
+/* The kernels follow the library's ISA (cwba_isa_current: detected at run
+ * time, capped by CWBA_MAX_ISA), so that a portable build still gets the
+ * vector kernels; every path gives the same bits, so the choice only
+ * changes speed. */
+static pthread_once_t g_off_once = PTHREAD_ONCE_INIT;
 
 /* Row offsets of a packed (KC, NN_NR) B panel: off[p] = NN_NR * p. */
 static int g_packed_off[KC];
 
-static void isa_pick(void)
+static void off_init(void)
 {
     for (int p = 0; p < KC; p++) g_packed_off[p] = NN_NR * p;
-#ifdef NN_X86
-    if (isa_supported(&ISA_AVX512)) {
-        g_isa = &ISA_AVX512;
-        return;
-    }
-    if (isa_supported(&ISA_AVX2)) {
-        g_isa = &ISA_AVX2;
-        return;
-    }
-#endif
-    g_isa = &ISA_SCALAR;
 }
 
 static const isa *cur_isa(void)
 {
-    pthread_once(&g_isa_once, isa_pick);
-    return g_isa;
+    pthread_once(&g_off_once, off_init);
+    switch (cwba_isa_current()) {
+#ifdef NN_X86
+    case CWBA_ISA_AVX512: return &ISA_AVX512;
+    case CWBA_ISA_AVX2: return &ISA_AVX2;
+#endif
+    default: return &ISA_SCALAR;
+    }
 }
 
 int nn_gemm_mr(void) { return cur_isa()->mr; }
@@ -416,19 +403,9 @@ int nn_isa_avx512(void)
 
 int nn_gemm_set_isa(const char *name)
 {
-    static const isa *const all[] = {
-#ifdef NN_X86
-        &ISA_AVX512, &ISA_AVX2,
-#endif
-        &ISA_SCALAR};
-    cur_isa();
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        if (strcmp(all[i]->name, name) == 0) {
-            if (!isa_supported(all[i])) return 0;
-            g_isa = all[i];
-            return 1;
-        }
-    return 0;
+    cwba_isa x;
+    if (cwba_isa_parse(name, &x, NULL) != CWBA_OK) return 0;
+    return cwba_isa_set(x);
 }
 
 float *nn_alloc_floats(size_t n)
