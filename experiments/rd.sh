@@ -40,11 +40,13 @@ CODECS=${CODECS:-"jpeg|5,10,20,35,50,70,90 webp|5,10,20,35,50,70,90 hevc|47,42,3
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 nchunks=$(( (RD_IMAGES + CHUNK - 1) / CHUNK ))
-for cfg in $CONFIGS; do
-    model=${cfg%%:*}
-    split=${cfg#*:}
-    name="$model-$split"
-    for ((k = 0; k < nchunks; k++)); do
+# chunk by chunk over all configurations, so that an interrupted run leaves
+# every configuration with the same images done
+for ((k = 0; k < nchunks; k++)); do
+    for cfg in $CONFIGS; do
+        model=${cfg%%:*}
+        split=${cfg#*:}
+        name="$model-$split"
         n=$CHUNK
         if (( (k + 1) * CHUNK > RD_IMAGES )); then n=$(( RD_IMAGES - k * CHUNK )); fi
         for spec in $CODECS; do
@@ -146,11 +148,13 @@ set output "$EXP/plots/$cfg-rd-mse.png"
 set title "$cfg: output MSE vs rate ($images Fashion-MNIST test images)"
 set ylabel "output MSE (logits)"
 set logscale y
+set format y "%g"
 plot ${p1%, }
 set output "$EXP/plots/$cfg-rd-top1.png"
 set title "$cfg: top-1 vs rate ($images Fashion-MNIST test images)"
 set ylabel "top-1 accuracy"
 unset logscale y
+set format y "%.2f"
 plot ${p2%, }
 GP
 done
