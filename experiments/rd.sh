@@ -120,6 +120,23 @@ say "wrote experiments/results/rd-points.csv ($(($(wc -l <"$EXP/results/rd-point
 "$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor jpeg,webp,hevc --fit "$FIT" \
     --out "$EXP/results/bdrate.csv"
 say "wrote experiments/results/bdrate.csv"
+# the MSE BD-rates as a markdown table (pasted into experiments/README.md)
+awk -F, 'NR > 1 && $4 == "mse" {
+        if (!($1 in cs)) { cs[$1] = 1; cfg[++nc] = $1 }
+        if (!($2 in ms)) { ms[$2] = 1; meth[++nm] = $2 }
+        v[$1, $2, $3] = $5
+    }
+    function cell(c, m, a) { return ((c, m, a) in v) ? (v[c, m, a] == "NA" ? "NA" : sprintf("%+.1f %%", v[c, m, a])) : "—" }
+    END {
+        print "| configuration | method | vs jpeg | vs webp | vs hevc |"
+        print "|---|---|---:|---:|---:|"
+        for (i = 1; i <= nc; i++)
+            for (j = 1; j <= nm; j++)
+                if ((cfg[i], meth[j], "jpeg") in v || (cfg[i], meth[j], "webp") in v || (cfg[i], meth[j], "hevc") in v)
+                    printf "| %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "jpeg"),
+                        cell(cfg[i], meth[j], "webp"), cell(cfg[i], meth[j], "hevc")
+    }' "$EXP/results/bdrate.csv" >"$EXP/results/bdrate.md.tmp"
+mv "$EXP/results/bdrate.md.tmp" "$EXP/results/bdrate.md"
 
 # Rate-MSE and rate-top-1 plots per configuration (gnuplot from Debian).
 command -v gnuplot >/dev/null || { say "no gnuplot: plots skipped"; exit 0; }
