@@ -9,6 +9,7 @@ ASAN_BUILD ?= build-asan
 DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev \
+  python3-torch python3-torchvision libopenblas0-pthread \
   libwebp-dev libavcodec-dev libavutil-dev
 
 .PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench
