@@ -10,7 +10,8 @@ DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev \
   python3-numpy python3-cffi python3-torch python3-torchvision libopenblas0-pthread \
-  libmicrohttpd-dev libgnutls28-dev openssl
+  libmicrohttpd-dev libgnutls28-dev openssl \
+  libwebp-dev libavcodec-dev libavutil-dev
 
 .PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench bench-serve
 

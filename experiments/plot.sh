@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 mkdir -p plots
 for csv in results/*.csv; do
     cfg=$(basename "$csv" .csv)
-    [ "$cfg" = all ] && continue
+    case "$cfg" in all | rd-points | bdrate) continue ;; esac # not per-configuration tables
     # standalone rows are a 100-image timing sample: not plotted
     mapfile -t methods < <(tail -n +2 "$csv" | cut -d, -f2 | grep -v standalone | sort -u)
     floattop=$(tail -n +2 "$csv" | cut -d, -f11 | grep -v '^$' | head -1)

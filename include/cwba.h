@@ -27,5 +27,6 @@
 #include "cwba/nn.h"
 #include "cwba/quant.h"
 #include "cwba/codec.h"
+#include "cwba/rd.h"
 
 #endif

@@ -1,5 +1,6 @@
 /* cwba evaluate: quantize the features at a split with one method at several
  * bit depths (and reserves) and measure what it costs the back end (--flag 1). */
+#include "anchor_eval.h"
 #include "engine.h"
 
 #include <stdlib.h>
@@ -20,18 +21,29 @@ static const cli_optdef defs[] = {
     {"skip-unreadable", 0, "skip images that cannot be decoded (counted at the end)"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},
     {"fresh-probes", 0, "do not share probe errors between reserves (standalone timings)"},
-    {"json", 0, "JSON Lines output, one object per (bits, reserve)"},
+    {"codec", 1, "standard-codec anchor instead of --quant: jpeg | webp | hevc (docs/anchors.md)"},
+    {"quality", 1, "anchor qualities, comma list: JPEG/WebP quality 0..100, HEVC QP 0..51"},
+    {"json", 0, "JSON Lines output, one object per (bits, reserve) or anchor quality"},
     {"help", 0, "show this help"},
 };
 
 int cmd_evaluate(int argc, char **argv)
 {
     cli_opts o;
-    static const char *const req[] = {"split", "quant", NULL};
+    static const char *const req[] = {"split", NULL};
     int rc = cli_begin(&o, defs, CLI_NDEFS(defs), argc, argv, "evaluate",
                        "--model M --split P --quant Q --alloc none|channel [--table DIR] [options]",
                        req);
     if (rc != CLI_GO) return rc;
+    if (cli_has(&o, "codec")) return anchor_evaluate(&o);
+    if (!cli_has(&o, "quant")) {
+        cli_error("evaluate: --quant is required (or --codec for a standard-codec anchor)");
+        return 2;
+    }
+    if (cli_has(&o, "quality")) {
+        cli_error("--quality applies to --codec only");
+        return 2;
+    }
     cwba_error err;
     cwba_error_clear(&err);
     cwba_quant q;

@@ -18,6 +18,7 @@ static void usage(FILE *f)
           "  serve        the cloud as an HTTP service: POST /v1/decode, batched\n"
           "  reproduce    calibrate + evaluate every method; prints the original's table\n"
           "  main_model   the original release's command line (--flag 0|1 ...)\n"
+          "  bdrate       Bjontegaard delta rates of rd-points curves against anchors\n"
           "  fetch-weights MODEL: torchvision's ImageNet weights of any model (libcurl)\n"
           "\n"
           "Defaults: the reference models in models/ (Fashion-MNIST, 64x64 input) and the\n"
@@ -29,6 +30,7 @@ int cmd_fetch_weights(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_bdrate(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -59,6 +61,7 @@ int main(int argc, char **argv)
         {"evaluate", cmd_evaluate}, {"reproduce", cmd_reproduce}, {"main_model", cmd_main_model},
         {"fetch-weights", cmd_fetch_weights}, {"encode", cmd_encode},
         {"decode", cmd_decode},     {"serve", cmd_serve},
+        {"bdrate", cmd_bdrate},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(c, cmds[i].name)) return cmds[i].fn(argc - 2, argv + 2);

@@ -123,6 +123,79 @@ cwba_status cwba_stream_expect(const cwba_stream_info *info, const char *model, 
 const char *cwba_stream_mode_name(cwba_stream_mode m);
 cwba_status cwba_stream_mode_parse(const char *name, cwba_stream_mode *out, cwba_error *err);
 
+
+/* ------------------------------------------------- standard-codec anchors
+ *
+ * The field's baselines for feature coding (sc2bench; CompressAI-Vision and
+ * MPEG FCM): the feature (C, H, W) min-max quantized to 2^depth levels over
+ * its global range, the channels tiled into one monochrome frame, the frame
+ * coded by a standard image/video codec: JPEG (libjpeg-turbo, depth 8),
+ * WebP (libwebp, lossy, depth 8) or HEVC intra (libavcodec + libx265,
+ * Main10-style 4:0:0 at depth 10). docs/anchors.md gives every choice.
+ *
+ * An anchor stream is a 16-byte header (codec, depth, C, H, W, min, max:
+ * all the decoder needs besides the codec's own stream) followed by the
+ * codec's stream; its length is the rate. Tiling: channel c goes to tile
+ * row c / cols, column c % cols, cols = the smallest power of two >=
+ * sqrt(C * H / W) (capped at C), rows = ceil(C / cols); unused tiles and
+ * the padding up to the codec's smallest frame hold code 0.
+ *
+ * Usage:
+ *   uint8_t *s; size_t len;
+ *   cwba_anchor_encode(CWBA_ANCHOR_HEVC, 32, x, C, H, W, &s, &len, NULL, &err);
+ *   cwba_anchor_decode(s, len, C, H, W, xhat, &err);   free(s);
+ * HEVC runs single-threaded with fixed x265 options, so the same input gives
+ * the same bytes on every run. The first HEVC call silences libavcodec's
+ * logging (av_log_set_level(AV_LOG_QUIET): the library never prints). */
+typedef enum cwba_anchor_codec {
+    CWBA_ANCHOR_JPEG = 1, /* quality 1..100 (libjpeg's scale) */
+    CWBA_ANCHOR_WEBP = 2, /* quality 0..100 (libwebp's lossy scale) */
+    CWBA_ANCHOR_HEVC = 3  /* quality = QP 0..51 (lower is better) */
+} cwba_anchor_codec;
+
+#define CWBA_ANCHOR_HEADER_BYTES 16
+
+typedef struct cwba_anchor_grid {
+    int C, H, W;
+    int cols, rows;         /* tile grid */
+    int frame_w, frame_h;   /* the coded frame: max(cols*W, min) x max(rows*H, min) */
+} cwba_anchor_grid;
+
+const char *cwba_anchor_codec_name(cwba_anchor_codec c);
+cwba_status cwba_anchor_codec_parse(const char *name, cwba_anchor_codec *out, cwba_error *err);
+/* Sample depth in bits: 8 (JPEG, WebP) or 10 (HEVC). */
+int cwba_anchor_depth(cwba_anchor_codec c);
+/* CWBA_E_ARG with the valid range when quality is outside it. */
+cwba_status cwba_anchor_quality_check(cwba_anchor_codec c, int quality, cwba_error *err);
+
+/* The tiling of a (C, H, W) feature for a codec; CWBA_E_ARG when the shape
+ * is empty or the frame exceeds the codec's or the header's limits. */
+cwba_status cwba_anchor_grid_make(cwba_anchor_codec codec, int C, int H, int W,
+                                  cwba_anchor_grid *g, cwba_error *err);
+/* codes (C, H, W) -> frame (frame_h, frame_w) with pad in the unused samples,
+ * and back. */
+void cwba_anchor_tile(const cwba_anchor_grid *g, const uint16_t *codes, uint16_t pad,
+                      uint16_t *frame);
+void cwba_anchor_untile(const cwba_anchor_grid *g, const uint16_t *frame, uint16_t *codes);
+
+typedef struct cwba_anchor_stats {
+    size_t header_bytes;   /* CWBA_ANCHOR_HEADER_BYTES */
+    size_t payload_bytes;  /* the codec's stream */
+    size_t total_bytes;
+    cwba_anchor_grid grid;
+} cwba_anchor_stats;
+
+/* Encodes the feature x (C, H, W; finite values) into a malloc'd stream
+ * (*out, *len; the caller frees). stats may be NULL. */
+cwba_status cwba_anchor_encode(cwba_anchor_codec codec, int quality, const float *x, int C,
+                               int H, int W, uint8_t **out, size_t *len,
+                               cwba_anchor_stats *stats, cwba_error *err);
+/* Decodes a stream for a feature of shape (C, H, W) (CWBA_E_FORMAT when the
+ * stream is for another shape or malformed) into xhat (C*H*W): code k
+ * becomes mn + k * ((mx - mn) / (2^depth - 1)) in float32. */
+cwba_status cwba_anchor_decode(const uint8_t *src, size_t len, int C, int H, int W, float *xhat,
+                               cwba_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,234 @@
+/* Standard-codec anchors through the back end (see anchor_eval.h): per image,
+ * the feature at the split is coded by the codec at every quality, decoded,
+ * and all decoded features go through the back end in one batch; the rate
+ * is the length of the anchor stream (its header included). */
+#include "anchor_eval.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_QUALITIES 32
+
+typedef struct anchor_result {
+    int quality;
+    long images, correct, agree;
+    double mse_sum, feature_mse_sum, bytes_sum, payload_sum, seconds;
+} anchor_result;
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+/* Options of evaluate that describe cwba's own quantizers, not an anchor. */
+static int reject_method_options(const cli_opts *o)
+{
+    static const char *const own[] = {"quant", "alloc", "table", "bits", "reserve", "alpha",
+                                      "beta", "dorefa-clip", "fresh-probes"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (cli_has(o, own[i])) {
+            cli_error("--%s does not apply with --codec (the anchor quantizes to the codec's depth)",
+                      own[i]);
+            return 2;
+        }
+    return 0;
+}
+
+typedef struct anchor_run {
+    cwba_anchor_codec codec;
+    const long *q;
+    int nq;
+    long images, labelled, float_correct;
+    int C, H, W, S;
+} anchor_run;
+
+static int run_images(cwba_model *m, int split, const cli_data *cd, anchor_run *ar,
+                      anchor_result *res)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    cwba_backend be;
+    cli_backend_ctx bctx;
+    cli_backend_init(&be, &bctx, m, split);
+    int K = be.K, nq = ar->nq;
+    size_t feat = (size_t)be.C * be.H * be.W;
+    float *in = malloc(sizeof(float) * 3 * (size_t)ar->S * ar->S);
+    float *x = malloc(sizeof(float) * feat);
+    float *y0 = malloc(sizeof(float) * (size_t)K);
+    float *xhat = malloc(sizeof(float) * feat * (size_t)nq);
+    float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nq);
+    int rc = 0;
+    if (!in || !x || !y0 || !xhat || !logits) {
+        cli_error("out of memory");
+        rc = 1;
+    }
+    cli_progress pr;
+    cli_progress_start(&pr, "evaluate");
+    for (int i = 0; i < cd->count && !rc; i++) {
+        int label = -1, skipped = 0;
+        if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
+            rc = 1;
+            break;
+        }
+        if (skipped) continue;
+        if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
+            cwba_model_forward_back(m, split, x, 1, y0, &err)) {
+            rc = cli_fail_status(&err);
+            break;
+        }
+        int top0 = argmax(y0, K);
+        ar->images++;
+        if (label >= 0) {
+            ar->labelled++;
+            ar->float_correct += top0 == label;
+        }
+        for (int k = 0; k < nq && !rc; k++) {
+            uint8_t *s = NULL;
+            size_t len = 0;
+            cwba_anchor_stats st;
+            memset(&st, 0, sizeof st);
+            double t0 = cwba_now();
+            if (cwba_anchor_encode(ar->codec, (int)ar->q[k], x, be.C, be.H, be.W, &s, &len, &st,
+                                   &err) ||
+                cwba_anchor_decode(s, len, be.C, be.H, be.W, xhat + feat * (size_t)k, &err))
+                rc = cli_fail_status(&err);
+            res[k].seconds += cwba_now() - t0;
+            res[k].bytes_sum += (double)len;
+            res[k].payload_sum += (double)st.payload_bytes;
+            free(s);
+        }
+        for (int s0 = 0; s0 < nq && !rc; s0 += be.max_batch) {
+            int nb = nq - s0 < be.max_batch ? nq - s0 : be.max_batch;
+            if (cwba_model_forward_back(m, split, xhat + feat * (size_t)s0, nb,
+                                        logits + (size_t)K * s0, &err))
+                rc = cli_fail_status(&err);
+        }
+        for (int k = 0; k < nq && !rc; k++) {
+            const float *lg = logits + (size_t)K * k;
+            int t = argmax(lg, K);
+            res[k].images++;
+            res[k].mse_sum += cwba_mse(lg, y0, (size_t)K);
+            res[k].feature_mse_sum += cwba_mse(xhat + feat * (size_t)k, x, feat);
+            res[k].correct += label >= 0 && t == label;
+            res[k].agree += t == top0;
+        }
+        cli_progress_update(&pr, i + 1, cd->count);
+    }
+    cli_progress_end(&pr);
+    cli_data_report_skipped(cd);
+    free(in), free(x), free(y0), free(xhat), free(logits);
+    return rc;
+}
+
+static void print_json(const char *model, const char *split, const anchor_run *ar,
+                       const anchor_result *r, cwba_conv_algo conv)
+{
+    double N = r->images > 0 ? (double)r->images : 1.0;
+    double el = (double)ar->C * ar->H * ar->W, px = (double)ar->S * ar->S;
+    printf("{\"model\":\"%s\",\"split\":\"%s\",\"codec\":\"%s\",\"quality\":%d,\"depth\":%d,"
+           "\"images\":%ld,\"mse\":%.9g,\"feature_mse\":%.9g,",
+           model, split, cwba_anchor_codec_name(ar->codec), r->quality,
+           cwba_anchor_depth(ar->codec), r->images, r->mse_sum / N, r->feature_mse_sum / N);
+    if (ar->labelled > 0)
+        printf("\"top1\":%.6f,\"float_top1\":%.6f,", (double)r->correct / N,
+               (double)ar->float_correct / (double)ar->labelled);
+    else
+        printf("\"top1\":null,\"float_top1\":null,");
+    printf("\"agree\":%.6f,\"bytes_per_image\":%.2f,\"header_bytes\":%d,"
+           "\"payload_bytes_per_image\":%.2f,\"bits_per_element\":%.6f,\"bits_per_pixel\":%.6f,"
+           "\"seconds_per_image\":%.6g,\"conv\":\"%s\",\"threads\":%d}\n",
+           (double)r->agree / N, r->bytes_sum / N, CWBA_ANCHOR_HEADER_BYTES, r->payload_sum / N,
+           r->bytes_sum * 8 / N / el, r->bytes_sum * 8 / N / px, r->seconds / N,
+           cwba_conv_algo_name(conv), cwba_get_threads());
+}
+
+static void print_table(const char *model, const char *split, const anchor_run *ar,
+                        const anchor_result *res, const cwba_anchor_grid *g)
+{
+    printf("%s %s (%dx%dx%d), %ld images, %s anchor: %d-bit min-max, %dx%d tiles in a %dx%d frame",
+           model, split, ar->C, ar->H, ar->W, ar->images, cwba_anchor_codec_name(ar->codec),
+           cwba_anchor_depth(ar->codec), g->cols, g->rows, g->frame_w, g->frame_h);
+    if (ar->labelled > 0)
+        printf(", float model top-1 %.4f", (double)ar->float_correct / (double)ar->labelled);
+    printf("\n\n%-8s %12s %12s %10s %10s %12s %12s %10s\n",
+           ar->codec == CWBA_ANCHOR_HEVC ? "QP" : "quality", "output MSE", "feature MSE", "top-1",
+           "agree", "bytes/image", "bits/element", "bits/pixel");
+    for (int k = 0; k < ar->nq; k++) {
+        const anchor_result *r = &res[k];
+        double N = r->images > 0 ? (double)r->images : 1.0;
+        char top1[16];
+        if (ar->labelled > 0)
+            snprintf(top1, sizeof top1, "%.4f", (double)r->correct / N);
+        else
+            snprintf(top1, sizeof top1, "-");
+        printf("%-8d %12.5g %12.5g %10s %10.4f %12.1f %12.4f %10.4f\n", r->quality, r->mse_sum / N,
+               r->feature_mse_sum / N, top1, (double)r->agree / N, r->bytes_sum / N,
+               r->bytes_sum * 8 / N / ((double)ar->C * ar->H * ar->W),
+               r->bytes_sum * 8 / N / ((double)ar->S * ar->S));
+    }
+}
+
+int anchor_evaluate(const cli_opts *o)
+{
+    int rc = reject_method_options(o);
+    if (rc) return rc;
+    cwba_error err;
+    cwba_error_clear(&err);
+    anchor_run ar;
+    memset(&ar, 0, sizeof ar);
+    if (cwba_anchor_codec_parse(cli_get(o, "codec"), &ar.codec, &err)) {
+        cli_error("--codec: %s", err.msg);
+        return 2;
+    }
+    if (!cli_has(o, "quality")) {
+        cli_error("--codec needs --quality Q[,Q...] (%s)",
+                  ar.codec == CWBA_ANCHOR_HEVC ? "QP 0..51" : "quality 0..100");
+        return 2;
+    }
+    long q[MAX_QUALITIES], threads;
+    if (!cli_get_int_list(o, "quality", NULL, 0, 100, q, MAX_QUALITIES, &ar.nq) ||
+        !cli_get_int(o, "threads", 2, 1, 256, &threads))
+        return 2;
+    for (int k = 0; k < ar.nq; k++)
+        if (cwba_anchor_quality_check(ar.codec, (int)q[k], &err)) {
+            cli_error("--quality: %s", err.msg);
+            return 2;
+        }
+    ar.q = q;
+    cwba_set_threads((int)threads);
+    cli_model cm;
+    if ((rc = cli_model_open(o, &cm))) return rc;
+    int split;
+    cwba_anchor_grid g;
+    if (cwba_model_find_split(cm.model, cli_get(o, "split"), &split, &err)) {
+        cli_model_close(&cm);
+        return cli_fail_status(&err);
+    }
+    cwba_model_split_shape(cm.model, split, &ar.C, &ar.H, &ar.W);
+    ar.S = cwba_model_input_size(cm.model);
+    if (cwba_anchor_grid_make(ar.codec, ar.C, ar.H, ar.W, &g, &err)) {
+        cli_model_close(&cm);
+        return cli_fail_status(&err);
+    }
+    cli_data cd;
+    if ((rc = cli_data_open(o, &cm, &cd))) {
+        cli_model_close(&cm);
+        return rc;
+    }
+    anchor_result res[MAX_QUALITIES];
+    memset(res, 0, sizeof res);
+    for (int k = 0; k < ar.nq; k++) res[k].quality = (int)q[k];
+    rc = run_images(cm.model, split, &cd, &ar, res);
+    if (rc == 0) {
+        const char *model = cwba_arch_name(cm.arch), *sname = cwba_model_split_name(cm.model, split);
+        for (int k = 0; k < ar.nq && cli_has(o, "json"); k++)
+            print_json(model, sname, &ar, &res[k], cwba_model_conv_algo(cm.model));
+        if (!cli_has(o, "json")) print_table(model, sname, &ar, res, &g);
+    }
+    cli_data_close(&cd);
+    cli_model_close(&cm);
+    return rc;
+}
