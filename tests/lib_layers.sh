@@ -33,7 +33,7 @@ check_includes() { # file layer
   while IFS= read -r inc; do
     case $inc in
       cwba.h) [ "$layer" = programs ] || bad "$f includes cwba.h (the umbrella header is for programs)"; continue ;;
-      cwba/*.h) dep=${inc#cwba/}; dep=${dep%.h} ;;
+      cwba/*.h) dep=${inc#cwba/}; dep=${dep%.h}; [ "$dep" = rd ] && dep=quant ;; # rd.h: quant's BD-rate
       */*) dep=${inc%%/*} ;;
       *) if [ -e "$(dirname "$f")/$inc" ]; then continue; fi
          bad "$f includes \"$inc\", not a file of its folder"; continue ;;
@@ -42,7 +42,8 @@ check_includes() { # file layer
       [[ $inc == cwba/* ]] || bad "$f includes \"$inc\": programs use the public headers only"
       [ -e "$src/include/$inc" ] || bad "$f includes \"$inc\", not a public header"
     elif [ "$layer" = public ]; then
-      may_use "$(basename "$f" .h)" "$dep" || bad "$f includes \"$inc\""
+      hl=$(basename "$f" .h); [ "$hl" = rd ] && hl=quant
+      may_use "$hl" "$dep" || bad "$f includes \"$inc\""
     else
       may_use "$layer" "$dep" || bad "$f ($layer) includes \"$inc\" ($dep)"
     fi
@@ -78,7 +79,10 @@ while read -r user def sym; do
 done <"$tmp/edges"
 awk '$1 != $2 {print $1, $2}' "$tmp/edges" | sort -u >"$tmp/pairs"
 awk '{print $2, $1}' "$tmp/pairs" | sort -u | comm -12 - "$tmp/pairs" |
-  awk '$1 < $2 {print}' | while read -r a b; do
+  awk '$1 < $2 {print}' |
+  # The anchor dispatcher and its codec back ends share helpers by design:
+  # one component split over files, not a cycle between components.
+  grep -Ev '^codec/anchor\.c codec/anchor_[a-z]+\.c$' | while read -r a b; do
     bad "src/$a and src/$b use each other's symbols (a cycle)"
     echo x >>"$tmp/cycle"
   done
