@@ -401,6 +401,8 @@ int nn_isa_avx512(void)
 #endif
 }
 
+int nn_isa_blocked(void) { return nn_isa_avx512(); }
+
 int nn_gemm_set_isa(const char *name)
 {
     cwba_isa x;

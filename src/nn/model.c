@@ -545,7 +545,7 @@ static int load_conv(cwba_model *m, conv_layer *c, const cwba_weights *w, int h,
     if (nn_directconv_applies(&g, 1) && dneed > need) need = dneed;
     /* The channels-on-lanes packing: for the blocked layout (every layer)
      * and for the direct path where that variant pays. */
-    if (nn_isa_avx512() && c->cout % NN_T_OC == 0) {
+    if (nn_isa_blocked() && c->cout % NN_T_OC == 0) {
         c->tpack = nn_alloc_floats(nn_gemm_packed_t_size(c->cout, kdim));
         if (!c->tpack) return 0;
         nn_gemm_pack_t(c->cout, kdim, wt, (size_t)kdim, c->tpack);
@@ -1130,11 +1130,11 @@ static void run_units(cwba_model *m, int u0, int u1, int batch, int *cur)
 /* ------------------------------------------------------- blocked layout */
 
 /* Whether run_units_blk runs this batch: every convolution has its
- * channels-on-lanes packing, the CPU has AVX-512 (the kernels follow the
- * GEMM's ISA choice) and tap offsets fit in an int. */
+ * channels-on-lanes packing, the chosen ISA runs the blocked layout
+ * (nn_isa_blocked) and tap offsets fit in an int. */
 static int use_blk(const cwba_model *m, int batch)
 {
-    return m->blk_ok && nn_isa_avx512() && m->max_blk <= (size_t)INT_MAX / (size_t)batch;
+    return m->blk_ok && nn_isa_blocked() && m->max_blk <= (size_t)INT_MAX / (size_t)batch;
 }
 
 /* Unit i's output (or, for a block, its conv1 output with border pb) as a

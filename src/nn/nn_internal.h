@@ -81,6 +81,10 @@ int nn_gemm_set_isa(const char *name);
 /* 1 when the chosen ISA is AVX-512: the other layers' vector paths follow the
  * GEMM's choice, so that tests reach every path by nn_gemm_set_isa. */
 int nn_isa_avx512(void);
+/* 1 when the models run in the channel-blocked layout (nn_blk) at the
+ * chosen ISA: the ISAs whose blocked kernels are faster than the (C, N, H,
+ * W) paths. The blocked kernels themselves run on every ISA. */
+int nn_isa_blocked(void);
 
 /* malloc for float arrays (free() releases it); large ones are huge-page
  * aligned. NULL on overflow or when memory is short. */
