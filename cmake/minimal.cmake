@@ -21,7 +21,7 @@ enable_testing()
 # card or a CLI. "slow" tests are never in this list.
 set(CWBA_MIN_TESTS
   test_core_isa test_nn_layers test_nn_blocked test_nn_directconv test_nn_winograd
-  test_nn_models
+  test_nn_isa_golden
   test_quant_quantizers test_quant_alloc test_quant_naive_fast test_quant_table
   test_codec_rc test_codec_stream test_codec_corpus)
 add_library(cwba_cmocka_standin STATIC tests/minimal/cmocka.c)
@@ -34,3 +34,6 @@ foreach(name ${CWBA_MIN_TESTS})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "CWBA_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
     TIMEOUT 600)
 endforeach()
+# CWBA_MAX_ISA=scalar: the cap falls back from NEON to the portable kernels.
+add_test(NAME test_core_isa_capped COMMAND test_core_isa WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_core_isa_capped PROPERTIES ENVIRONMENT "CWBA_MAX_ISA=scalar")

@@ -39,7 +39,7 @@ float **tu_scratch_new(int threads, size_t floats);
  * -0 and +0. Asserts on allocation failure; free() releases it. */
 float *tu_random_floats(const char *name, uint64_t seed, size_t n, size_t zero_every);
 
-/* Runs fn once per GEMM kernel family this CPU has (avx512, avx2, scalar:
+/* Runs fn once per GEMM kernel family this CPU has (avx512, avx2, neon, scalar:
  * they must agree bit for bit), then restores the best one. */
 void tu_for_each_isa(void (*fn)(void));
 

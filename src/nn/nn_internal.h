@@ -49,6 +49,14 @@ __attribute__((target("avx512f"))) static inline __m512 nn_epi16(__m512 v, int h
 }
 #endif
 
+/* AArch64: Advanced SIMD is part of every such CPU; the NEON kernels are
+ * chosen when cwba_isa_current() is CWBA_ISA_NEON (CWBA_MAX_ISA=scalar
+ * turns them off). vfmaq_f32 is fused, rounded once as fmaf. */
+#if defined(__aarch64__)
+#define NN_NEON 1
+#include <arm_neon.h>
+#endif
+
 /* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
 static inline float nn_relu1(float v) { return v > 0.0f || isnan(v) ? v : 0.0f; }
 

@@ -306,5 +306,6 @@ void nn_wino_conv(nn_pool *pool, const float *upack, int cout, const nn_conv_geo
 #else
     (void)pool, (void)upack, (void)cout, (void)g, (void)in, (void)out, (void)ep, (void)res;
     (void)scratch, (void)tmp, (void)off;
+    (void)wino_split_ob, (void)tile_of, (void)band_pos, (void)band_opos; /* x86 path's */
 #endif
 }
