@@ -32,7 +32,7 @@ foreach(name ${CWBA_MIN_TESTS})
   target_link_libraries(${name} PRIVATE cwba cwba_cmocka_standin)
   add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "CWBA_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
-    TIMEOUT 600)
+    TIMEOUT 900)
 endforeach()
 # CWBA_MAX_ISA=scalar: the cap falls back from NEON to the portable kernels.
 add_test(NAME test_core_isa_capped COMMAND test_core_isa WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
