@@ -4,10 +4,14 @@
  * image through the padded copy) against the im2col GEMM path with every
  * epilogue step, residuals with a border other than the output's, batches of
  * 1 and 3, one and two threads; max pooling with +-0 ties and NaN; batch
- * norm and ReLU. The convolution and max pooling need AVX-512 (the model
- * uses the layout only there); the layout changes run on every ISA. */
+ * norm and ReLU; the kernels' vector epilogue on special values. Every
+ * test runs on each ISA of this CPU (AVX-512, AVX2+FMA, portable C): the
+ * blocked kernels exist on all of them. */
 #include "testutil.h"
 #include "nn/nn_internal.h"
+#include "nn/v16.h"
+
+#include "cwba/core.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -101,10 +105,8 @@ static void test_layout_changes(void **state)
     tu_for_each_isa(layout_cases);
 }
 
-static void test_conv(void **state)
+static void conv_cases(void)
 {
-    (void)state;
-    if (!nn_isa_avx512()) skip(); /* the blocked convolution is AVX-512 only */
     /* cin, h, w, cout, k, stride, pad, input border, output border */
     static const int cases[][9] = {
         {16, 9, 7, 64, 3, 1, 1, 1, 1},    /* odd sides */
@@ -169,12 +171,16 @@ static void test_conv(void **state)
     }
 }
 
-/* The first layer: the (3, N, H, W) image through its zero-padded copy
- * into a blocked output. */
-static void test_conv_from_image(void **state)
+static void test_conv(void **state)
 {
     (void)state;
-    if (!nn_isa_avx512()) skip();
+    tu_for_each_isa(conv_cases);
+}
+
+/* The first layer: the (3, N, H, W) image through its zero-padded copy
+ * into a blocked output. */
+static void conv_from_image_cases(void)
+{
     static const int cases[][7] = {
         {3, 20, 18, 64, 3, 1, 1},  /* VGG16's first layer, K = 27 */
         {3, 23, 23, 64, 11, 4, 2}, /* AlexNet conv1 */
@@ -215,10 +221,14 @@ static void test_conv_from_image(void **state)
     }
 }
 
-static void test_maxpool(void **state)
+static void test_conv_from_image(void **state)
 {
     (void)state;
-    if (!nn_isa_avx512()) skip();
+    tu_for_each_isa(conv_from_image_cases);
+}
+
+static void maxpool_cases(void)
+{
     /* c, n, h, w, k, stride, pad, input border, output border */
     static const int cases[][9] = {{16, 2, 9, 9, 3, 2, 1, 1, 1},  {32, 1, 13, 13, 3, 2, 0, 0, 2},
                                    {16, 3, 6, 11, 2, 2, 0, 1, 0}, {16, 1, 1, 1, 3, 2, 1, 0, 1},
@@ -254,9 +264,14 @@ static void test_maxpool(void **state)
     nn_pool_free(pool);
 }
 
-static void test_bn_relu(void **state)
+static void test_maxpool(void **state)
 {
     (void)state;
+    tu_for_each_isa(maxpool_cases);
+}
+
+static void bn_relu_cases(void)
+{
     const int c = 32, n = 2, h = 5, w = 19;
     size_t nf = (size_t)c * n * h * w, plane = (size_t)n * h * w;
     float *alpha = rnd("ba", (size_t)c, 0), *beta = rnd("bb", (size_t)c, 1);
@@ -284,39 +299,59 @@ static void test_bn_relu(void **state)
     free(beta);
 }
 
-#ifdef NN_X86
-/* nn_epi16 over M channels of NPOS positions (acc position-major, 16
- * channels per vector), written back channel-major like nn_epilogue_row. */
-__attribute__((target("avx512f"))) static void epi16_all(const nn_epilogue *ep, const float *acc,
-                                                       const float *res_pm, int m, int npos,
-                                                       float *out)
+static void test_bn_relu(void **state)
 {
-    for (int q = 0; q < m / 16; q++) {
-        const __m512 zero = _mm512_setzero_ps();
-        __m512 b = ep->bias ? _mm512_loadu_ps(ep->bias + 16 * q) : zero;
-        __m512 a = ep->alpha ? _mm512_loadu_ps(ep->alpha + 16 * q) : zero;
-        __m512 e = ep->alpha && ep->beta ? _mm512_loadu_ps(ep->beta + 16 * q) : zero;
-        for (int j = 0; j < npos; j++) {
-            float v[16];
-            const float *r = ep->res ? res_pm + (size_t)j * m + 16 * q : NULL;
-            _mm512_storeu_ps(v, nn_epi16(_mm512_loadu_ps(acc + (size_t)j * m + 16 * q),
-                                         ep->bias != NULL, b, ep->alpha != NULL, a, e, r, ep->relu));
-            for (int l = 0; l < 16; l++) out[(size_t)(16 * q + l) * npos + j] = v[l];
-        }
+    (void)state;
+    tu_for_each_isa(bn_relu_cases);
+}
+
+/* The blocked kernels' epilogue (v16.h: nn_epi16, nn_epi8 on two halves,
+ * the portable lanes) over M channels of NPOS positions (acc
+ * position-major, 16 channels per vector), written back channel-major like
+ * nn_epilogue_row. */
+#define EPI_ALL(P, ATTR)                                                                           \
+    ATTR static void epi_all_##P(const nn_epilogue *ep, const float *acc, const float *res_pm,   \
+                                 int m, int npos, float *out)                                      \
+    {                                                                                              \
+        for (int q = 0; q < m / 16; q++) {                                                         \
+            const P##_t zero = P##_zero();                                                         \
+            P##_t b = ep->bias ? P##_ld(ep->bias + 16 * q) : zero;                                 \
+            P##_t a = ep->alpha ? P##_ld(ep->alpha + 16 * q) : zero;                               \
+            P##_t e = ep->alpha && ep->beta ? P##_ld(ep->beta + 16 * q) : zero;                    \
+            for (int j = 0; j < npos; j++) {                                                       \
+                float v[16];                                                                       \
+                const float *r = ep->res ? res_pm + (size_t)j * m + 16 * q : NULL;                 \
+                P##_st(v, P##_epi(P##_ld(acc + (size_t)j * m + 16 * q), ep->bias != NULL, b,       \
+                                  ep->alpha != NULL, a, e, r, ep->relu));                          \
+                for (int l = 0; l < 16; l++) out[(size_t)(16 * q + l) * npos + j] = v[l];          \
+            }                                                                                      \
+        }                                                                                          \
+    }
+EPI_ALL(v16s, )
+#ifdef NN_X86
+EPI_ALL(v16a, __attribute__((target("avx512f"))))
+EPI_ALL(v16b, __attribute__((target("avx2,fma"))))
+#endif
+
+static void epi_all(const nn_epilogue *ep, const float *acc, const float *res_pm, int m, int npos,
+                    float *out)
+{
+    switch (cwba_isa_current()) {
+#ifdef NN_X86
+    case CWBA_ISA_AVX512: epi_all_v16a(ep, acc, res_pm, m, npos, out); return;
+    case CWBA_ISA_AVX2: epi_all_v16b(ep, acc, res_pm, m, npos, out); return;
+#endif
+    default: epi_all_v16s(ep, acc, res_pm, m, npos, out);
     }
 }
-#endif
 
 /* The vector epilogue the blocked convolution's kernel applies (nn_epi16),
  * on special values (NaN, +-0, +-inf, the smallest subnormal), against
  * nn_epilogue_row channel by channel: ReLU keeps a NaN and maps -0 to +0,
  * batch norm is one fused multiply-add. The convolution tests cover the
  * rest of the path, but a convolution cannot produce these values. */
-static void test_vector_epilogue(void **state)
+static void vector_epilogue_cases(void)
 {
-    (void)state;
-    if (!nn_isa_avx512()) skip();
-#ifdef NN_X86
     enum { M = 64, NPOS = 15 };
     const float specials[] = {NAN, -0.0f, 0.0f, INFINITY, -INFINITY, 1.4e-45f, -1.0f, 2.5f};
     float acc[NPOS * M], res_pm[NPOS * M], res[M * NPOS], got[M * NPOS], want[NPOS], row[NPOS];
@@ -333,18 +368,23 @@ static void test_vector_epilogue(void **state)
         nn_epilogue ep;
         tu_epilogue_case(&ep, e % 4, bias, alpha, beta, res);
         if (e == 4) ep = (nn_epilogue){.relu = 1}; /* ReLU alone on the raw specials */
-        epi16_all(&ep, acc, res_pm, M, NPOS, got);
+        epi_all(&ep, acc, res_pm, M, NPOS, got);
         for (int i = 0; i < M; i++) {
             for (int j = 0; j < NPOS; j++) row[j] = acc[(size_t)j * M + i];
             nn_epilogue_row(&ep, i, row, want, ep.res ? res + (size_t)i * NPOS : NULL, NPOS);
             if (memcmp(want, got + (size_t)i * NPOS, sizeof want) != 0)
-                fail_msg("epilogue %d channel %d: vector epilogue differs", e, i);
+                fail_msg("%s epilogue %d channel %d: vector epilogue differs", nn_gemm_isa(), e, i);
         }
     }
     free(bias);
     free(alpha);
     free(beta);
-#endif
+}
+
+static void test_vector_epilogue(void **state)
+{
+    (void)state;
+    tu_for_each_isa(vector_epilogue_cases);
 }
 
 int main(void)

@@ -10,7 +10,7 @@
  * - the same bits at 1 and 2 threads and whatever the batch (each image
  *   alone or all together);
  * - nn_wino_applies refuses what the transform cannot do.
- * AVX-512 only, as the blocked layout. */
+ * On every ISA of this CPU (AVX-512, AVX2+FMA, portable C). */
 #include "testutil.h"
 #include "nn/nn_internal.h"
 
@@ -90,10 +90,8 @@ static double l1_terms(const wconv *c, const float *in, int batch, int h, int w,
     return s;
 }
 
-static void test_matches_direct(void **state)
+static void matches_direct_cases(void)
 {
-    (void)state;
-    if (!nn_isa_avx512()) skip();
     /* cin, h, w, cout, input border */
     static const int cases[][5] = {
         {16, 4, 4, 64, 1},    /* the smallest plane */
@@ -171,10 +169,14 @@ static void test_matches_direct(void **state)
     print_message("largest difference / terms: %.3g (bound 2^-17 = %.3g)\n", worst, 0x1p-17);
 }
 
-static void test_threads_and_batches_identical(void **state)
+static void test_matches_direct(void **state)
 {
     (void)state;
-    if (!nn_isa_avx512()) skip();
+    tu_for_each_isa(matches_direct_cases);
+}
+
+static void threads_and_batches_identical_cases(void)
+{
     const int cin = 48, h = 12, w = 10, cout = 128, batch = 3;
     nn_conv_geom g = tu_conv_geom(cin, h, w, 3, 1, 1);
     size_t nin = (size_t)cin * batch * h * w, nout = (size_t)cout * batch * h * w;
@@ -225,10 +227,15 @@ static void test_threads_and_batches_identical(void **state)
     free(got);
 }
 
+static void test_threads_and_batches_identical(void **state)
+{
+    (void)state;
+    tu_for_each_isa(threads_and_batches_identical_cases);
+}
+
 static void test_applies(void **state)
 {
     (void)state;
-    if (!nn_isa_avx512()) skip();
     nn_blk in = {.c = 64, .n = 1, .h = 8, .w = 8, .pb = 1};
     nn_conv_geom g = tu_conv_geom(64, 8, 8, 3, 1, 1);
     assert_true(nn_wino_applies(&g, 64, &in));

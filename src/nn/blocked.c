@@ -11,6 +11,9 @@
  * results are theirs to the bit (a padding tap reads a border zero, +0, as
  * the padded copy and im2col do). */
 #include "nn/nn_internal.h"
+#include "nn/v16.h"
+
+#include "cwba/core.h"
 
 #include <limits.h>
 #include <math.h>
@@ -51,44 +54,32 @@ typedef struct row_job {
     const float *alpha, *beta;
     int relu;
     int k, s, pad;
+    cwba_isa isa; /* whose kernels run */
 } row_job;
 
+/* The row kernels, once per ISA. */
+#define VATTR
+#define VPFX v16s
+#define VNAME(x) x##_scalar
+#include "nn/blocked_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
 #ifdef NN_X86
-/* nn_maxpool's max_step on 16 lanes: v where v > m or v is NaN, else m.
- * vmaxps(v, m) gives v where v > m and m otherwise (ties of +-0 and any
- * NaN included), so only a NaN v needs mending. */
-__attribute__((target("avx512f"))) static inline __m512 max_step16(__m512 m, __m512 v)
-{
-    return _mm512_mask_mov_ps(_mm512_max_ps(v, m), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-}
-
-/* Each window's row maxima first, then their maximum over the rows in
- * order: the first greatest value in row-major order, a NaN anywhere
- * surviving, as nn_maxpool's window scan (see layers.c); the short
- * independent chains overlap where one chain of k * k steps would not. */
-__attribute__((target("avx512f"))) static void maxpool_row(const row_job *j, int cb, int n, int y)
-{
-    const nn_blk *o = j->a, *in = j->in;
-    int h0 = y * j->s - j->pad, h1 = h0 + j->k;
-    if (h0 < 0) h0 = 0;
-    if (h1 > in->h) h1 = in->h;
-    float *dst = o->d + nn_blk_off(o, cb, n, y, 0);
-    const float *src = in->d + nn_blk_off(in, cb, n, h0, 0);
-    const size_t rs = (size_t)nn_blk_wp(in) * NN_CB;
-    for (int x = 0; x < o->w; x++) {
-        int w0 = x * j->s - j->pad, w1 = w0 + j->k;
-        if (w0 < 0) w0 = 0;
-        if (w1 > in->w) w1 = in->w;
-        __m512 m = _mm512_set1_ps(-INFINITY);
-        for (int i = 0; i < h1 - h0; i++) {
-            const float *r = src + i * rs + (size_t)w0 * NN_CB;
-            __m512 v = _mm512_loadu_ps(r);
-            for (int q = 1; q < w1 - w0; q++) v = max_step16(v, _mm512_loadu_ps(r + (size_t)q * NN_CB));
-            m = i == 0 ? v : max_step16(m, v);
-        }
-        _mm512_storeu_ps(dst + (size_t)x * NN_CB, m);
-    }
-}
+#define VATTR __attribute__((target("avx512f")))
+#define VPFX v16a
+#define VNAME(x) x##_avx512
+#include "nn/blocked_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
+#define VATTR __attribute__((target("avx2,fma")))
+#define VPFX v16b
+#define VNAME(x) x##_avx2
+#include "nn/blocked_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
 #endif
 
 #ifdef NN_X86
@@ -144,6 +135,51 @@ __attribute__((target("avx512f"))) static void change_row_avx512(float *row, flo
         }
     }
 }
+
+/* r[i][l] -> r[l][i]: 8 x 8 floats. */
+__attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) {
+        u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+        r[4 + i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+    }
+}
+
+/* change_row_avx512 with 8 columns and 8 planes at a time. */
+__attribute__((target("avx2,fma"))) static void change_row_avx2(float *row, float *pl, size_t ps,
+                                                                 int w, int to_blk)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int x0 = 0; x0 < w; x0 += 8) {
+        int nx = w - x0 < 8 ? w - x0 : 8;
+        __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(nx), lane);
+        for (int h = 0; h < 2; h++) {
+            __m256 r[8];
+            float *p0 = pl + (size_t)8 * h * ps + x0, *b0 = row + (size_t)x0 * NN_CB + 8 * h;
+            if (to_blk) {
+                for (int l = 0; l < 8; l++) r[l] = _mm256_maskload_ps(p0 + l * ps, keep);
+                transpose8(r);
+                for (int x = 0; x < nx; x++) _mm256_storeu_ps(b0 + (size_t)x * NN_CB, r[x]);
+            } else {
+                for (int x = 0; x < 8; x++)
+                    r[x] = x < nx ? _mm256_loadu_ps(b0 + (size_t)x * NN_CB) : _mm256_setzero_ps();
+                transpose8(r);
+                for (int l = 0; l < 8; l++) _mm256_maskstore_ps(p0 + l * ps, keep, r[l]);
+            }
+        }
+    }
+}
 #endif
 
 static void row_range(const row_job *j, long r0, long r1)
@@ -158,10 +194,13 @@ static void row_range(const row_job *j, long r0, long r1)
         case R_FROM_CNHW:
         case R_TO_CNHW:
 #ifdef NN_X86
-            if (nn_isa_avx512()) {
+            if (j->isa == CWBA_ISA_AVX512 || j->isa == CWBA_ISA_AVX2) {
                 size_t ps = (size_t)t->n * t->h * t->w;
-                change_row_avx512(row, j->cnhw + (size_t)cb * NN_CB * ps + ((size_t)n * t->h + y) * t->w,
-                                  ps, t->w, j->op == R_FROM_CNHW);
+                float *pl = j->cnhw + (size_t)cb * NN_CB * ps + ((size_t)n * t->h + y) * t->w;
+                if (j->isa == CWBA_ISA_AVX512)
+                    change_row_avx512(row, pl, ps, t->w, j->op == R_FROM_CNHW);
+                else
+                    change_row_avx2(row, pl, ps, t->w, j->op == R_FROM_CNHW);
                 break;
             }
 #endif
@@ -174,20 +213,30 @@ static void row_range(const row_job *j, long r0, long r1)
             }
             break;
         case R_BN:
-            for (int x = 0; x < t->w; x++) {
-                float *v = row + (size_t)x * NN_CB;
-                for (int l = 0; l < NN_CB; l++) {
-                    float u = v[l];
-                    if (j->alpha) u = fmaf(u, j->alpha[cb * NN_CB + l], j->beta[cb * NN_CB + l]);
-                    if (j->relu) u = nn_relu1(u);
-                    v[l] = u;
-                }
+#ifdef NN_X86
+            if (j->isa == CWBA_ISA_AVX512) {
+                bn_row_avx512(j, row, cb, t->w);
+                break;
             }
+            if (j->isa == CWBA_ISA_AVX2) {
+                bn_row_avx2(j, row, cb, t->w);
+                break;
+            }
+#endif
+            bn_row_scalar(j, row, cb, t->w);
             break;
         case R_MAXPOOL:
 #ifdef NN_X86
-            maxpool_row(j, cb, n, y);
+            if (j->isa == CWBA_ISA_AVX512) {
+                maxpool_row_avx512(j, cb, n, y);
+                break;
+            }
+            if (j->isa == CWBA_ISA_AVX2) {
+                maxpool_row_avx2(j, cb, n, y);
+                break;
+            }
 #endif
+            maxpool_row_scalar(j, cb, n, y);
             break;
         }
     }
@@ -201,8 +250,9 @@ static void row_task(void *ctx, int tid, int nt)
     if (r0 < r1) row_range(j, r0, r1);
 }
 
-static void run_rows(nn_pool *pool, const row_job *j)
+static void run_rows(nn_pool *pool, row_job *j)
 {
+    j->isa = cwba_isa_current();
     size_t floats = (size_t)j->a->c * j->a->n * j->a->h * j->a->w;
     if (nn_pool_size(pool) == 1 || floats < 65536)
         row_task((void *)j, 0, 1);
@@ -286,7 +336,7 @@ void nn_blk_final(nn_tfinal *f, const nn_blk_store *s)
 
 int nn_blk_conv_applies(const nn_conv_geom *g, int cout, const nn_blk *in)
 {
-    return nn_isa_avx512() && cout > 0 && cout % NN_T_OC == 0 && g->cin == in->c &&
+    return cout > 0 && cout % NN_T_OC == 0 && g->cin == in->c &&
            g->cin % NN_CB == 0 && g->h == in->h && g->w == in->w && g->pad <= in->pb &&
            g->stride >= 1 && g->oh >= 1 && g->ow >= 1 &&
            nn_blk_floats(in->c, in->n, in->h, in->w, in->pb) <= INT_MAX;
@@ -335,7 +385,7 @@ size_t nn_blk_image_tmp_floats(const nn_conv_geom *g, int batch)
 
 int nn_blk_image_conv_applies(const nn_conv_geom *g, int batch, int cout)
 {
-    return nn_isa_avx512() && cout > 0 && cout % NN_T_OC == 0 && g->cin >= 1 && batch >= 1 &&
+    return cout > 0 && cout % NN_T_OC == 0 && g->cin >= 1 && batch >= 1 &&
            g->stride >= 1 && g->oh >= 1 && g->ow >= 1 && nn_blk_image_tmp_floats(g, batch) <= INT_MAX;
 }
 

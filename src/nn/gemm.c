@@ -475,7 +475,14 @@ int nn_isa_avx512(void)
 #endif
 }
 
-int nn_isa_blocked(void) { return nn_isa_avx512(); }
+/* Every ISA runs the blocked layout: its kernels beat the (C, N, H, W)
+ * paths with AVX-512 and AVX2 (docs/performance.md), and only there can
+ * Winograd run, so one layout everywhere gives each arithmetic the same
+ * bits on every ISA. */
+static int g_blocked_off; /* tests: nn_set_blocked(0) */
+
+int nn_isa_blocked(void) { return !g_blocked_off; }
+void nn_set_blocked(int on) { g_blocked_off = !on; }
 
 int nn_gemm_set_isa(const char *name)
 {
@@ -817,7 +824,6 @@ void nn_gemm_pack_t(int m, int k, const float *a, size_t lda, float *dst)
     }
 }
 
-#ifdef NN_X86
 /* Where a tile's results go when the kernel finishes them itself (the last
  * k-block with nn_tfinal): per position its output (and residual) pointer
  * at channel block 0 of the tile's rows, the epilogue's constants of those
@@ -829,6 +835,117 @@ typedef struct tfin {
     const float *bias, *alpha, *beta;
     int relu, has_res;
 } tfin;
+typedef void (*tkernel_fn)(int kc, const float *w, const float *const *bp, const int *off,
+                           float *c, int acc, const tfin *f);
+
+/* Portable kernel of the same arithmetic: per element the chain
+ * fmaf(b, w, r) over p from r = 0 (or c), then nn_epilogue_row's steps. */
+static void tkernel_scalar(int P, int kc, const float *w, const float *const *bp, const int *off,
+                           float *c, int acc, const tfin *f)
+{
+    for (int j = 0; j < P; j++) {
+        float r[T_OC];
+        for (int i = 0; i < T_OC; i++) r[i] = acc ? c[j * T_OC + i] : 0.0f;
+        const float *b = bp[j];
+        for (int p = 0; p < kc; p++) {
+            const float bv = b[off[p]], *wp = w + (size_t)p * T_OC;
+            for (int i = 0; i < T_OC; i++) r[i] = fmaf(bv, wp[i], r[i]);
+        }
+        if (!f) {
+            memcpy(c + j * T_OC, r, sizeof r);
+            continue;
+        }
+        for (int i = 0; i < T_OC; i++) {
+            float v = r[i];
+            if (f->bias) v = v + f->bias[i];
+            if (f->alpha) v = fmaf(v, f->alpha[i], f->beta ? f->beta[i] : 0.0f);
+            if (f->has_res) v = v + f->rp[j][(i / 16) * f->rstep + i % 16];
+            if (f->relu) v = nn_relu1(v);
+            f->op[j][(i / 16) * f->ostep + i % 16] = v;
+        }
+    }
+}
+#define TKS_DEF(P)                                                                                 \
+    static void tkernel_s##P(int kc, const float *w, const float *const *bp, const int *off,       \
+                             float *c, int acc, const tfin *f)                                     \
+    {                                                                                              \
+        tkernel_scalar(P, kc, w, bp, off, c, acc, f);                                              \
+    }
+TKS_DEF(1)
+TKS_DEF(2)
+TKS_DEF(3)
+TKS_DEF(4)
+TKS_DEF(5)
+TKS_DEF(6)
+static const tkernel_fn g_tkernel_scalar[T_PMAX + 1] = {NULL,         tkernel_s1, tkernel_s2,
+                                                        tkernel_s3, tkernel_s4, tkernel_s5,
+                                                        tkernel_s6};
+
+#ifdef NN_X86
+/* AVX2+FMA: the 64 rows as four 16-row slices, one after the other, each
+ * P positions x 2 ymm (12 accumulators, 2 weight registers and the
+ * broadcast: 15 of the 16 ymm registers). The slices re-read the tile's
+ * inputs (in L1) and a quarter of each weight row each; every element is
+ * the AVX-512 kernel's chain, to the bit. */
+#define TK2_DEF(P)                                                                                 \
+    __attribute__((target("avx2,fma"))) static void tkernel2_##P(                                 \
+        int kc, const float *w, const float *const *bp, const int *off, float *c, int acc,          \
+        const tfin *f)                                                                             \
+    {                                                                                              \
+        const float *b[P];                                                                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < P; j++) b[j] = bp[j];                          \
+        for (int q = 0; q < 4; q++) {                                                              \
+            __m256 r[P][2];                                                                        \
+            _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                    \
+            {                                                                                      \
+                r[j][0] = acc ? _mm256_loadu_ps(c + j * T_OC + 16 * q) : _mm256_setzero_ps();      \
+                r[j][1] = acc ? _mm256_loadu_ps(c + j * T_OC + 16 * q + 8) : _mm256_setzero_ps();  \
+            }                                                                                      \
+            const float *wq = w + 16 * q;                                                          \
+            for (int p = 0; p < kc; p++) {                                                         \
+                __m256 w0 = _mm256_loadu_ps(wq), w1 = _mm256_loadu_ps(wq + 8);                     \
+                const int o = off[p];                                                              \
+                wq += T_OC;                                                                        \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                {                                                                                  \
+                    __m256 bv = _mm256_broadcast_ss(b[j] + o);                                     \
+                    r[j][0] = _mm256_fmadd_ps(bv, w0, r[j][0]);                                    \
+                    r[j][1] = _mm256_fmadd_ps(bv, w1, r[j][1]);                                    \
+                }                                                                                  \
+            }                                                                                      \
+            if (!f) {                                                                              \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                {                                                                                  \
+                    _mm256_storeu_ps(c + j * T_OC + 16 * q, r[j][0]);                              \
+                    _mm256_storeu_ps(c + j * T_OC + 16 * q + 8, r[j][1]);                          \
+                }                                                                                  \
+                continue;                                                                          \
+            }                                                                                      \
+            const __m256 zero = _mm256_setzero_ps();                                               \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)                                    \
+            {                                                                                      \
+                const int i0 = 16 * q + 8 * h;                                                     \
+                __m256 bq = f->bias ? _mm256_loadu_ps(f->bias + i0) : zero;                        \
+                __m256 aq = f->alpha ? _mm256_loadu_ps(f->alpha + i0) : zero;                      \
+                __m256 eq = f->alpha && f->beta ? _mm256_loadu_ps(f->beta + i0) : zero;            \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                    _mm256_storeu_ps(f->op[j] + q * f->ostep + 8 * h,                              \
+                                     nn_epi8(r[j][h], f->bias != NULL, bq, f->alpha != NULL, aq,   \
+                                             eq, f->has_res ? f->rp[j] + q * f->rstep + 8 * h      \
+                                                            : NULL,                                \
+                                             f->relu));                                            \
+            }                                                                                      \
+        }                                                                                          \
+    }
+TK2_DEF(1)
+TK2_DEF(2)
+TK2_DEF(3)
+TK2_DEF(4)
+TK2_DEF(5)
+TK2_DEF(6)
+static const tkernel_fn g_tkernel_avx2[T_PMAX + 1] = {NULL,         tkernel2_1, tkernel2_2,
+                                                      tkernel2_3, tkernel2_4, tkernel2_5,
+                                                      tkernel2_6};
 
 /* The tile's accumulators start from c (acc) or 0; they go back to c, or
  * through the epilogue to the blocked output (f). */
@@ -884,9 +1001,7 @@ TK_DEF(3)
 TK_DEF(4)
 TK_DEF(5)
 TK_DEF(6)
-typedef void (*tkernel_fn)(int kc, const float *w, const float *const *bp, const int *off,
-                           float *c, int acc, const tfin *f);
-static const tkernel_fn g_tkernel[T_PMAX + 1] = {NULL,       tkernel1, tkernel2, tkernel3,
+static const tkernel_fn g_tkernel_avx512[T_PMAX + 1] = {NULL,       tkernel1, tkernel2, tkernel3,
                                                  tkernel4, tkernel5, tkernel6};
 #endif
 
@@ -908,12 +1023,23 @@ static int t_tiles(int cnt, unsigned char *sizes)
 typedef struct direct_t_ctx {
     const nn_gemm_direct_t *g;
     float *const *scratch;
+    const tkernel_fn *tk; /* the ISA's kernels by tile size */
     int split_m, nob;
 } direct_t_ctx;
 
+static const tkernel_fn *tkernels(void)
+{
+    switch (cwba_isa_current()) {
+#ifdef NN_X86
+    case CWBA_ISA_AVX512: return g_tkernel_avx512;
+    case CWBA_ISA_AVX2: return g_tkernel_avx2;
+#endif
+    default: return g_tkernel_scalar;
+    }
+}
+
 static void direct_t_task(void *vctx, int tid, int nt)
 {
-#ifdef NN_X86
     const direct_t_ctx *rc = vctx;
     const nn_gemm_direct_t *g = rc->g;
     long npos = g->npos, j0 = 0, j1 = npos;
@@ -966,14 +1092,14 @@ static void direct_t_task(void *vctx, int tid, int nt)
                 for (int t = 0, j = 0; t < ntiles; j += sizes[t++]) {
                     int P = sizes[t];
                     long l1 = (t + 1) * pf_step < pf_n ? (t + 1) * pf_step : pf_n;
-                    for (long l = t * pf_step; l < l1; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+                    for (long l = t * pf_step; l < l1; l++) __builtin_prefetch(pf + 64 * l, 0, 2);
                     for (int q = 0; q < P; q++) bp[q] = g->b + boff[j + q];
                     if (last)
                         for (int q = 0; q < P; q++) {
                             tf.op[q] = fin->out + ooff[j + q] + cb * fin->ostep;
                             tf.rp[q] = fin->res ? fin->res + roff[j + q] + cb * fin->rstep : NULL;
                         }
-                    g_tkernel[P](kc, w, bp, g->off + k0, accb + (size_t)j * T_OC, k0 > 0,
+                    rc->tk[P](kc, w, bp, g->off + k0, accb + (size_t)j * T_OC, k0 > 0,
                                  last ? &tf : NULL);
                 }
             }
@@ -982,12 +1108,6 @@ static void direct_t_task(void *vctx, int tid, int nt)
             g->store(g->ctx, accb, q0, cnt, r0, r1, spare);
         }
     }
-#else
-    (void)vctx;
-    (void)tid;
-    (void)nt;
-    (void)t_tiles;
-#endif
 }
 
 size_t nn_gemm_direct_t_scratch_size(size_t spare) { return (size_t)T_OC * NN_T_CHUNK + spare; }
@@ -995,7 +1115,8 @@ size_t nn_gemm_direct_t_scratch_size(size_t spare) { return (size_t)T_OC * NN_T_
 void nn_gemm_direct_t_run(nn_pool *pool, const nn_gemm_direct_t *g, float *const *scratch)
 {
     if (g->m <= 0 || g->npos <= 0) return;
-    direct_t_ctx rc = {.g = g, .scratch = scratch, .nob = (g->m + T_OC - 1) / T_OC};
+    direct_t_ctx rc = {.g = g, .scratch = scratch, .tk = tkernels(),
+                       .nob = (g->m + T_OC - 1) / T_OC};
     int nt = nn_pool_size(pool);
     /* Threads share out the 64-row blocks when they divide evenly (each then
      * streams only its share of the weights), else the positions. */

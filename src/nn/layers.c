@@ -8,10 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX512F__) && NN_NR == 16
-#include <immintrin.h>
-#define NN_IM2COL_AVX512 1
-#endif
+#include "cwba/core.h"
 
 int nn_out_side(int in, int k, int stride, int pad)
 {
@@ -28,6 +25,32 @@ typedef struct im2col_seg {
     int iw0;     /* input column of the first output column for kj = 0 */
 } im2col_seg;
 
+#ifdef NN_X86
+/* One panel's 16 columns on one input row (the common case), stride 1 or
+ * 2: masked loads, zeros where the window leaves the image (masked-out
+ * lanes are never read). */
+__attribute__((target("avx512f"))) static void im2col_row_avx512(const float *src, int iw0, int w,
+                                                                int s, float *o)
+{
+    const uintptr_t base = (uintptr_t)src;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i wv = _mm512_set1_epi32(w);
+    __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(iw0), lane);
+    __mmask16 m0 = _mm512_cmplt_epu32_mask(pos, wv); /* 0 <= pos < w */
+    const float *p0 = (const float *)(base + (uintptr_t)((intptr_t)iw0 * 4));
+    __m512 v0 = _mm512_maskz_loadu_ps(m0, p0);
+    if (s == 1) {
+        _mm512_storeu_ps(o, v0);
+        return;
+    }
+    __m512i pos1 = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
+    __mmask16 m1 = _mm512_cmplt_epu32_mask(pos1, wv);
+    __m512 v1 = _mm512_maskz_loadu_ps(m1, p0 + 16);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    _mm512_storeu_ps(o, _mm512_permutex2var_ps(v0, even, v1));
+}
+#endif
+
 void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *dst)
 {
     const nn_im2col_ctx *x = vctx;
@@ -37,6 +60,9 @@ void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *d
     const int ohw = g->oh * g->ow, s = g->stride;
     const long ncols = (long)x->batch * ohw;
     const int kk = g->k * g->k;
+#ifdef NN_X86
+    const int vec = cwba_isa_current() == CWBA_ISA_AVX512 && NN_NR == 16;
+#endif
     for (int pi = 0; pi < np; pi++) {
         float *d = dst + (size_t)pi * kc * NN_NR;
         im2col_seg seg[NN_NR];
@@ -67,29 +93,9 @@ void nn_pack_b_im2col(const void *vctx, int p0, int np, int k0, int kc, float *d
                 }
                 const float *src = ic + sg->base + (size_t)ih * g->w;
                 int iw0 = sg->iw0 + kj;
-#ifdef NN_IM2COL_AVX512
-                /* A whole panel on one row (the common case): masked loads,
-                 * zeros where the window leaves the image (masked-out lanes
-                 * are never read). */
-                if (sg->len == NN_NR && (s == 1 || s == 2)) {
-                    const uintptr_t base = (uintptr_t)src;
-                    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                           12, 13, 14, 15);
-                    const __m512i w = _mm512_set1_epi32(g->w);
-                    __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(iw0), lane);
-                    __mmask16 m0 = _mm512_cmplt_epu32_mask(pos, w); /* 0 <= pos < w */
-                    const float *p0 = (const float *)(base + (uintptr_t)((intptr_t)iw0 * 4));
-                    __m512 v0 = _mm512_maskz_loadu_ps(m0, p0);
-                    if (s == 1) {
-                        _mm512_storeu_ps(o, v0);
-                    } else {
-                        __m512i pos1 = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
-                        __mmask16 m1 = _mm512_cmplt_epu32_mask(pos1, w);
-                        __m512 v1 = _mm512_maskz_loadu_ps(m1, p0 + 16);
-                        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
-                                                               20, 22, 24, 26, 28, 30);
-                        _mm512_storeu_ps(o, _mm512_permutex2var_ps(v0, even, v1));
-                    }
+#ifdef NN_X86
+                if (vec && sg->len == NN_NR && (s == 1 || s == 2)) {
+                    im2col_row_avx512(src, iw0, g->w, s, o);
                     continue;
                 }
 #endif

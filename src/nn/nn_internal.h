@@ -47,6 +47,21 @@ __attribute__((target("avx512f"))) static inline __m512 nn_epi16(__m512 v, int h
                                _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
     return v;
 }
+
+/* nn_epi16 on 8 channels (AVX2+FMA): the same steps and roundings.
+ * vmaxps(v, 0) is v where v > 0 and +0 otherwise, a NaN v is put back. */
+__attribute__((target("avx2,fma"))) static inline __m256 nn_epi8(__m256 v, int has_b, __m256 b,
+                                                                 int has_a, __m256 a, __m256 e,
+                                                                 const float *r, int relu)
+{
+    if (has_b) v = _mm256_add_ps(v, b);
+    if (has_a) v = _mm256_fmadd_ps(v, a, e);
+    if (r) v = _mm256_add_ps(v, _mm256_loadu_ps(r));
+    if (relu)
+        v = _mm256_blendv_ps(_mm256_max_ps(v, _mm256_setzero_ps()), v,
+                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return v;
+}
 #endif
 
 /* AArch64: Advanced SIMD is part of every such CPU; the NEON kernels are
@@ -90,9 +105,11 @@ int nn_gemm_set_isa(const char *name);
  * GEMM's choice, so that tests reach every path by nn_gemm_set_isa. */
 int nn_isa_avx512(void);
 /* 1 when the models run in the channel-blocked layout (nn_blk) at the
- * chosen ISA: the ISAs whose blocked kernels are faster than the (C, N, H,
- * W) paths. The blocked kernels themselves run on every ISA. */
+ * chosen ISA: on every ISA (the blocked kernels exist on each), unless a
+ * test has switched it off with nn_set_blocked(0) to reach the (C, N, H,
+ * W) paths; models created then keep that layout. */
 int nn_isa_blocked(void);
+void nn_set_blocked(int on);
 
 /* malloc for float arrays (free() releases it); large ones are huge-page
  * aligned. NULL on overflow or when memory is short. */

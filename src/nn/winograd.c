@@ -25,6 +25,9 @@
  * block's four channel blocks), then transforms M back through the
  * epilogue into the blocked output. */
 #include "nn/nn_internal.h"
+#include "nn/v16.h"
+
+#include "cwba/core.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -41,7 +44,7 @@
  * layers take most of the time: 1.01-1.07x). */
 int nn_wino_applies(const nn_conv_geom *g, int cout, const nn_blk *in)
 {
-    return nn_isa_avx512() && g->k == 3 && g->stride == 1 && g->pad == 1 && in->pb >= 1 &&
+    return g->k == 3 && g->stride == 1 && g->pad == 1 && in->pb >= 1 &&
            g->h == in->h && g->w == in->w && g->oh == g->h && g->ow == g->w &&
            g->h >= 4 && g->w >= 4 && (g->h % 2 == 0 || g->h >= 9) &&
            (g->w % 2 == 0 || g->w >= 9) && g->cin == in->c && g->cin % NN_CB == 0 && cout > 0 &&
@@ -141,6 +144,7 @@ typedef struct wino_ctx {
     float *tmp;
     float *const *scratch;
     int *off;         /* (nt, cin) */
+    cwba_isa isa;     /* whose transforms run */
 } wino_ctx;
 
 /* Tile t as (n, ty, tx). */
@@ -167,89 +171,50 @@ static void band_opos(const void *vctx, long j0, int cnt, long *ooff, long *roff
     }
 }
 
+/* The transforms, once per ISA. */
+#define VATTR
+#define VPFX v16s
+#define VNAME(x) x##_scalar
+#include "nn/winograd_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
 #ifdef NN_X86
-/* V[e][cb][tb][16] = (B^T d B)[e] for the band's tiles t0 + tb. */
-__attribute__((target("avx512f"))) static void in_transform(const wino_ctx *c, long t0, long nb,
-                                                           float *v)
+#define VATTR __attribute__((target("avx512f")))
+#define VPFX v16a
+#define VNAME(x) x##_avx512
+#include "nn/winograd_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
+#define VATTR __attribute__((target("avx2,fma")))
+#define VPFX v16b
+#define VNAME(x) x##_avx2
+#include "nn/winograd_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
+#endif
+
+static void in_transform(const wino_ctx *c, long t0, long nb, float *v)
 {
-    const long wp16 = nn_blk_wp(c->in) * NN_CB, estep = (long)c->g->cin * nb;
-    /* On an odd side the last tile's fourth row (column) lies beyond a
-     * one-wide border; it feeds only the tile's second output row (column),
-     * which does not exist and is not stored, so zeros stand in for it. */
-    const int ymax = c->in->h - 1 + c->in->pb, xmax = c->in->w - 1 + c->in->pb;
-    const __m512 zero = _mm512_setzero_ps();
-    for (int cb = 0; cb < c->g->cin / NN_CB; cb++)
-        for (long tb = 0; tb < nb; tb++) {
-            int n, ty, tx;
-            tile_of(c, t0 + tb, &n, &ty, &tx);
-            const float *p = c->in->d + nn_blk_off(c->in, cb, n, 2 * ty - 1, 2 * tx - 1);
-            const int row3 = 2 * ty + 2 <= ymax, cols = 2 * tx + 2 <= xmax ? 4 : 3;
-            __m512 t[4][4];
-            for (int j = 0; j < 4; j++) { /* B^T d, column by column */
-                if (j == cols) {
-                    t[0][j] = t[1][j] = t[2][j] = t[3][j] = zero;
-                    continue;
-                }
-                const float *q = p + j * NN_CB;
-                __m512 d0 = _mm512_loadu_ps(q), d1 = _mm512_loadu_ps(q + wp16);
-                __m512 d2 = _mm512_loadu_ps(q + 2 * wp16);
-                __m512 d3 = row3 ? _mm512_loadu_ps(q + 3 * wp16) : zero;
-                t[0][j] = _mm512_sub_ps(d0, d2);
-                t[1][j] = _mm512_add_ps(d1, d2);
-                t[2][j] = _mm512_sub_ps(d2, d1);
-                t[3][j] = _mm512_sub_ps(d1, d3);
-            }
-            float *o = v + ((long)cb * nb + tb) * NN_CB;
-            for (int i = 0; i < 4; i++) { /* (B^T d) B, row by row */
-                float *oi = o + (long)(4 * i) * estep;
-                _mm512_storeu_ps(oi, _mm512_sub_ps(t[i][0], t[i][2]));
-                _mm512_storeu_ps(oi + estep, _mm512_add_ps(t[i][1], t[i][2]));
-                _mm512_storeu_ps(oi + 2 * estep, _mm512_sub_ps(t[i][2], t[i][1]));
-                _mm512_storeu_ps(oi + 3 * estep, _mm512_sub_ps(t[i][1], t[i][3]));
-            }
-        }
+    switch (c->isa) {
+#ifdef NN_X86
+    case CWBA_ISA_AVX512: in_transform_avx512(c, t0, nb, v); return;
+    case CWBA_ISA_AVX2: in_transform_avx2(c, t0, nb, v); return;
+#endif
+    default: in_transform_scalar(c, t0, nb, v);
+    }
 }
 
-/* Output channel blocks ob*4 .. ob*4+3 of the band's tiles from
- * M[e][q][tb][16]: A^T m A, then the epilogue, into the blocked output. */
-__attribute__((target("avx512f"))) static void out_transform(const wino_ctx *c, long t0, long nb,
-                                                            int ob, const float *mm)
+static void out_transform(const wino_ctx *c, long t0, long nb, int ob, const float *mm)
 {
-    const long estep = (long)NN_T_OC * nb;
-    const nn_epilogue *ep = c->ep;
-    const __m512 zero = _mm512_setzero_ps();
-    for (int q = 0; q < NN_T_OC / NN_CB; q++) {
-        const int cb = ob * (NN_T_OC / NN_CB) + q, c0 = cb * NN_CB;
-        const __m512 b = ep->bias ? _mm512_loadu_ps(ep->bias + c0) : zero;
-        const __m512 a = ep->alpha ? _mm512_loadu_ps(ep->alpha + c0) : zero;
-        const __m512 e = ep->alpha && ep->beta ? _mm512_loadu_ps(ep->beta + c0) : zero;
-        for (long tb = 0; tb < nb; tb++) {
-            int n, ty, tx;
-            tile_of(c, t0 + tb, &n, &ty, &tx);
-            const float *m = mm + ((long)q * nb + tb) * NN_CB;
-            __m512 s[2][4];
-            for (int j = 0; j < 4; j++) { /* A^T m, column by column */
-                __m512 m0 = _mm512_loadu_ps(m + (long)j * estep);
-                __m512 m1 = _mm512_loadu_ps(m + (long)(4 + j) * estep);
-                __m512 m2 = _mm512_loadu_ps(m + (long)(8 + j) * estep);
-                __m512 m3 = _mm512_loadu_ps(m + (long)(12 + j) * estep);
-                s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-            }
-            for (int i = 0; i < 2; i++) { /* (A^T m) A, row by row */
-                __m512 y[2];
-                y[0] = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
-                y[1] = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
-                for (int j = 0; j < 2; j++) {
-                    const int oy = 2 * ty + i, ox = 2 * tx + j;
-                    if (oy >= c->out->h || ox >= c->out->w) continue; /* odd sides */
-                    const float *r = c->res ? c->res->d + nn_blk_off(c->res, cb, n, oy, ox) : NULL;
-                    _mm512_storeu_ps(c->out->d + nn_blk_off(c->out, cb, n, oy, ox),
-                                     nn_epi16(y[j], ep->bias != NULL, b, ep->alpha != NULL, a, e,
-                                              r, ep->relu));
-                }
-            }
-        }
+    switch (c->isa) {
+#ifdef NN_X86
+    case CWBA_ISA_AVX512: out_transform_avx512(c, t0, nb, ob, mm); return;
+    case CWBA_ISA_AVX2: out_transform_avx2(c, t0, nb, ob, mm); return;
+#endif
+    default: out_transform_scalar(c, t0, nb, ob, mm);
     }
 }
 
@@ -287,25 +252,19 @@ static void wino_task(void *vctx, int tid, int nt)
         }
     }
 }
-#endif
 
 void nn_wino_conv(nn_pool *pool, const float *upack, int cout, const nn_conv_geom *g,
                   const nn_blk *in, const nn_blk *out, const nn_epilogue *ep, const nn_blk *res,
                   float *const *scratch, float *tmp, int *off)
 {
-#ifdef NN_X86
     const int nt = nn_pool_size(pool);
     wino_ctx c = {.g = g, .in = in, .out = out, .res = res, .ep = ep, .upack = upack,
                   .ps = nn_gemm_packed_t_size(cout, g->cin), .cout = cout, .th = (g->h + 1) / 2,
-                  .tw = (g->w + 1) / 2, .tmp = tmp, .scratch = scratch, .off = off};
+                  .tw = (g->w + 1) / 2, .tmp = tmp, .scratch = scratch, .off = off,
+                  .isa = cwba_isa_current()};
     c.tiles = (long)in->n * c.th * c.tw;
     c.split_ob = wino_split_ob(cout, nt);
     c.band = band_tiles(g->cin, c.tiles, nt, c.split_ob);
     nn_blk_clear_border(out);
     nn_pool_run(pool, wino_task, &c);
-#else
-    (void)pool, (void)upack, (void)cout, (void)g, (void)in, (void)out, (void)ep, (void)res;
-    (void)scratch, (void)tmp, (void)off;
-    (void)wino_split_ob, (void)tile_of, (void)band_pos, (void)band_opos; /* x86 path's */
-#endif
 }
