@@ -81,6 +81,15 @@ typedef struct row_job {
 #undef VPFX
 #undef VNAME
 #endif
+#ifdef NN_NEON
+#define VATTR
+#define VPFX v16n
+#define VNAME(x) x##_neon
+#include "nn/blocked_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
+#endif
 
 #ifdef NN_X86
 /* r[i][l] -> r[l][i]: 16 x 16 floats. */
@@ -223,6 +232,12 @@ static void row_range(const row_job *j, long r0, long r1)
                 break;
             }
 #endif
+#ifdef NN_NEON
+            if (j->isa == CWBA_ISA_NEON) {
+                bn_row_neon(j, row, cb, t->w);
+                break;
+            }
+#endif
             bn_row_scalar(j, row, cb, t->w);
             break;
         case R_MAXPOOL:
@@ -233,6 +248,12 @@ static void row_range(const row_job *j, long r0, long r1)
             }
             if (j->isa == CWBA_ISA_AVX2) {
                 maxpool_row_avx2(j, cb, n, y);
+                break;
+            }
+#endif
+#ifdef NN_NEON
+            if (j->isa == CWBA_ISA_NEON) {
+                maxpool_row_neon(j, cb, n, y);
                 break;
             }
 #endif

@@ -1005,6 +1005,69 @@ static const tkernel_fn g_tkernel_avx512[T_PMAX + 1] = {NULL,       tkernel1, tk
                                                  tkernel4, tkernel5, tkernel6};
 #endif
 
+#ifdef NN_NEON
+/* NEON: as the AVX2 kernels, the 64 rows as four 16-row slices one after
+ * the other, each P positions x 4 q registers (24 accumulators, 4 weight
+ * registers and the broadcast of the 32); every element the same chain
+ * fmaf(b, w, r) over p, to the bit. */
+#define TKN_DEF(P)                                                                                 \
+    static void tkernel_n##P(int kc, const float *w, const float *const *bp, const int *off,       \
+                             float *c, int acc, const tfin *f)                                     \
+    {                                                                                              \
+        const float *b[P];                                                                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < P; j++) b[j] = bp[j];                          \
+        for (int q = 0; q < 4; q++) {                                                              \
+            float32x4_t r[P][4];                                                                   \
+            _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                    \
+                _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) r[j][h] =                      \
+                    acc ? vld1q_f32(c + j * T_OC + 16 * q + 4 * h) : vdupq_n_f32(0.0f);            \
+            const float *wq = w + 16 * q;                                                          \
+            for (int p = 0; p < kc; p++) {                                                         \
+                float32x4_t w0 = vld1q_f32(wq), w1 = vld1q_f32(wq + 4);                            \
+                float32x4_t w2 = vld1q_f32(wq + 8), w3 = vld1q_f32(wq + 12);                       \
+                const int o = off[p];                                                              \
+                wq += T_OC;                                                                        \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                {                                                                                  \
+                    float32x4_t bv = vld1q_dup_f32(b[j] + o);                                      \
+                    r[j][0] = vfmaq_f32(r[j][0], bv, w0);                                          \
+                    r[j][1] = vfmaq_f32(r[j][1], bv, w1);                                          \
+                    r[j][2] = vfmaq_f32(r[j][2], bv, w2);                                          \
+                    r[j][3] = vfmaq_f32(r[j][3], bv, w3);                                          \
+                }                                                                                  \
+            }                                                                                      \
+            if (!f) {                                                                              \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                    _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                            \
+                        vst1q_f32(c + j * T_OC + 16 * q + 4 * h, r[j][h]);                         \
+                continue;                                                                          \
+            }                                                                                      \
+            const float32x4_t zero = vdupq_n_f32(0.0f);                                            \
+            _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                                    \
+            {                                                                                      \
+                const int i0 = 16 * q + 4 * h;                                                     \
+                float32x4_t bq = f->bias ? vld1q_f32(f->bias + i0) : zero;                         \
+                float32x4_t aq = f->alpha ? vld1q_f32(f->alpha + i0) : zero;                       \
+                float32x4_t eq = f->alpha && f->beta ? vld1q_f32(f->beta + i0) : zero;             \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                    vst1q_f32(f->op[j] + q * f->ostep + 4 * h,                                     \
+                              nn_epi4(r[j][h], f->bias != NULL, bq, f->alpha != NULL, aq, eq,      \
+                                      f->has_res ? f->rp[j] + q * f->rstep + 4 * h : NULL,         \
+                                      f->relu));                                                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+TKN_DEF(1)
+TKN_DEF(2)
+TKN_DEF(3)
+TKN_DEF(4)
+TKN_DEF(5)
+TKN_DEF(6)
+static const tkernel_fn g_tkernel_neon[T_PMAX + 1] = {NULL,        tkernel_n1, tkernel_n2,
+                                                      tkernel_n3, tkernel_n4, tkernel_n5,
+                                                      tkernel_n6};
+#endif
+
 /* Tiles of 6 and 5 positions covering cnt exactly when cnt can be written
  * so (every cnt >= 20), else of 6 and one smaller: the 5- and 6-position
  * kernels run at the same rate, the smaller ones do not. Writes the tile
@@ -1033,6 +1096,9 @@ static const tkernel_fn *tkernels(void)
 #ifdef NN_X86
     case CWBA_ISA_AVX512: return g_tkernel_avx512;
     case CWBA_ISA_AVX2: return g_tkernel_avx2;
+#endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: return g_tkernel_neon;
 #endif
     default: return g_tkernel_scalar;
     }

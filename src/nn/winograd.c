@@ -195,6 +195,15 @@ static void band_opos(const void *vctx, long j0, int cnt, long *ooff, long *roff
 #undef VPFX
 #undef VNAME
 #endif
+#ifdef NN_NEON
+#define VATTR
+#define VPFX v16n
+#define VNAME(x) x##_neon
+#include "nn/winograd_tmpl.h"
+#undef VATTR
+#undef VPFX
+#undef VNAME
+#endif
 
 static void in_transform(const wino_ctx *c, long t0, long nb, float *v)
 {
@@ -202,6 +211,9 @@ static void in_transform(const wino_ctx *c, long t0, long nb, float *v)
 #ifdef NN_X86
     case CWBA_ISA_AVX512: in_transform_avx512(c, t0, nb, v); return;
     case CWBA_ISA_AVX2: in_transform_avx2(c, t0, nb, v); return;
+#endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: in_transform_neon(c, t0, nb, v); return;
 #endif
     default: in_transform_scalar(c, t0, nb, v);
     }
@@ -213,6 +225,9 @@ static void out_transform(const wino_ctx *c, long t0, long nb, int ob, const flo
 #ifdef NN_X86
     case CWBA_ISA_AVX512: out_transform_avx512(c, t0, nb, ob, mm); return;
     case CWBA_ISA_AVX2: out_transform_avx2(c, t0, nb, ob, mm); return;
+#endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: out_transform_neon(c, t0, nb, ob, mm); return;
 #endif
     default: out_transform_scalar(c, t0, nb, ob, mm);
     }
