@@ -1,16 +1,16 @@
 /* The same bits on every ISA and every architecture: for fixed inputs this
  * test computes the values an edge encoder and a cloud decoder exchange or
  * derive -- GEMM products on every kernel path, a whole ResNet18 forward
- * (synthetic weights, 32 px, batch 2: the split feature, the logits, the
- * back end's logits from the dequantized feature), the uniform and log
- * quantizers' codes and outputs, the bitstreams (fixed and adaptive) and
- * what the decoder rebuilds from them, and the interval table rows of a
+ * (synthetic weights, 32 px, batch 2: the split feature, the logits direct
+ * and Winograd, the back end's logits from the dequantized feature), the
+ * uniform and log quantizers' codes and outputs, the bitstreams (fixed and
+ * adaptive) and what the decoder rebuilds from them, and the interval table rows of a
  * calibration whose back end runs on the GEMM -- once per ISA this CPU has
  * (tu_for_each_isa), and compares a 64-bit FNV-1a digest of each one's raw
  * bits with tests/data/isa/golden.txt. That file was produced on x86-64 and
  * the test runs unchanged in the AArch64 cross build under qemu (make
  * arm-test), so NEON, scalar, AVX2 and AVX-512 are all held to the same
- * bits. The direct arithmetic only (Winograd is AVX-512 only for now).
+ * bits: the direct arithmetic throughout, and the logits with Winograd.
  * Every digest is printed as "golden NAME HEX" (the file's format), so a
  * deliberate change of arithmetic regenerates the file with
  *   CWBA_GOLDEN_GEN=1 ./test_nn_isa_golden | sed -n 's/^golden //p' | sort -u \
@@ -205,6 +205,10 @@ static void model_case(void)
     int *n = malloc((size_t)C * sizeof(int));
     assert_true(in && feat && logits && back && xhat && dec && codes && n);
 
+    assert_int_equal(cwba_model_set_conv_algo(m, CWBA_CONV_WINOGRAD, &err), CWBA_OK);
+    assert_int_equal(cwba_model_forward(m, in, B, logits, &err), CWBA_OK);
+    check("resnet18.winograd.logits", logits, (size_t)B * K * sizeof(float));
+    assert_int_equal(cwba_model_set_conv_algo(m, CWBA_CONV_DIRECT, &err), CWBA_OK);
     assert_int_equal(cwba_model_forward(m, in, B, logits, &err), CWBA_OK);
     check("resnet18.logits", logits, (size_t)B * K * sizeof(float));
     assert_int_equal(cwba_model_forward_front(m, split, in, B, feat, &err), CWBA_OK);
