@@ -31,9 +31,12 @@ foreach(name ${CWBA_MIN_TESTS})
   target_include_directories(${name} PRIVATE src tests)
   target_link_libraries(${name} PRIVATE cwba cwba_cmocka_standin)
   add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
-  set_tests_properties(${name} PROPERTIES ENVIRONMENT "CWBA_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
-    TIMEOUT 900)
+  set(env "CWBA_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  if(CMAKE_CROSSCOMPILING_EMULATOR)
+    list(APPEND env "CWBA_TEST_EMULATED=1") # tests/testutil.h: tu_emulated
+  endif()
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${env}" TIMEOUT 900)
 endforeach()
 # CWBA_MAX_ISA=scalar: the cap falls back from NEON to the portable kernels.
 add_test(NAME test_core_isa_capped COMMAND test_core_isa WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
-set_tests_properties(test_core_isa_capped PROPERTIES ENVIRONMENT "CWBA_MAX_ISA=scalar")
+set_tests_properties(test_core_isa_capped PROPERTIES ENVIRONMENT "CWBA_MAX_ISA=scalar" TIMEOUT 900)

@@ -41,6 +41,8 @@ void tu_rmtree(const char *dir)
     if (system(cmd) != 0) { /* best effort */ }
 }
 
+int tu_emulated(void) { return getenv("CWBA_TEST_EMULATED") != NULL; }
+
 int tu_exists(const char *path)
 {
     struct stat st;
