@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "codec/rc.h"
+#ifndef CWBA_MINIMAL
+#include <zlib.h>
+#endif
 
 static uint64_t s = 0x243F6A8885A308D3ull;
 static uint32_t rnd32(void)
@@ -190,12 +193,28 @@ static void test_hostile_input(void **state)
     assert_int_equal(rc_dec_finish(&d), -1); /* 16 bytes for one bit */
 }
 
+/* The stream's CRC-32 (ours, crc32.c): the standard check value, the empty
+ * buffer, and zlib's crc32 on random buffers of every length up to 300
+ * (zlib is not in the dependency-free build). */
+static void test_crc32(void **state)
+{
+    (void)state;
+    assert_int_equal(codec_crc32((const uint8_t *)"123456789", 9), 0xCBF43926u);
+    assert_int_equal(codec_crc32(NULL, 0), 0);
+#ifndef CWBA_MINIMAL
+    uint8_t buf[300];
+    for (int i = 0; i < 300; i++) buf[i] = (uint8_t)rnd32();
+    for (size_t n = 0; n <= sizeof buf; n++)
+        assert_int_equal(codec_crc32(buf, n), (uint32_t)crc32_z(0L, buf, n));
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_roundtrip),  cmocka_unit_test(test_value_model),
         cmocka_unit_test(test_flush_is_short),   cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_hostile_input),
+        cmocka_unit_test(test_hostile_input),    cmocka_unit_test(test_crc32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

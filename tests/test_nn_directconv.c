@@ -57,6 +57,10 @@ static void direct_cases(void)
             int k = cases[i][4], st = cases[i][5], p = cases[i][6];
             nn_conv_geom g = tu_conv_geom(cin, h, w, k, st, p);
             assert_true(g.oh > 0 && g.ow > 0);
+            /* Under an emulator (the ARM build in qemu) the large cases are
+             * kept only where they run the channels-on-lanes path they are
+             * there for; elsewhere they repeat the small ones' path. */
+            if (i >= T_FIRST && tu_emulated() && !nn_directconv_t_pays(&g, 1, cout)) continue;
             int kdim = cin * k * k;
             float *wt = rnd("w", (size_t)cout * kdim, 1);
             float *bias = rnd("bias", (size_t)cout, 0), *alpha = rnd("alpha", (size_t)cout, 0);

@@ -41,6 +41,8 @@ void tu_rmtree(const char *dir)
     if (system(cmd) != 0) { /* best effort */ }
 }
 
+int tu_emulated(void) { return getenv("CWBA_TEST_EMULATED") != NULL; }
+
 int tu_exists(const char *path)
 {
     struct stat st;
@@ -97,10 +99,10 @@ void tu_gemm_scratch_free(float **s, int threads)
 
 void tu_for_each_isa(void (*fn)(void))
 {
-    static const char *const isas[] = {"avx512", "avx2", "scalar"};
+    static const char *const isas[] = {"avx512", "avx2", "neon", "scalar"};
     const char *best = nn_gemm_isa();
     int ran = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (!nn_gemm_set_isa(isas[i])) continue; /* not on this CPU */
         fn();
         ran++;

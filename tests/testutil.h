@@ -22,6 +22,11 @@ extern char *tu_group_dir;
 int tu_group_setup(void **state);
 int tu_group_teardown(void **state);
 
+/* 1 when the tests run under an emulator (CWBA_TEST_EMULATED, set by the
+ * cross build's CTest: qemu-user is 5-50x slower), so that the largest
+ * cases can be cut to the ones that reach a path of their own. */
+int tu_emulated(void);
+
 /* 1 if the file exists. */
 int tu_exists(const char *path);
 /* Directory of the Debian Fashion-MNIST package, or NULL (tests then skip). */
@@ -39,7 +44,7 @@ float **tu_scratch_new(int threads, size_t floats);
  * -0 and +0. Asserts on allocation failure; free() releases it. */
 float *tu_random_floats(const char *name, uint64_t seed, size_t n, size_t zero_every);
 
-/* Runs fn once per GEMM kernel family this CPU has (avx512, avx2, scalar:
+/* Runs fn once per GEMM kernel family this CPU has (avx512, avx2, neon, scalar:
  * they must agree bit for bit), then restores the best one. */
 void tu_for_each_isa(void (*fn)(void));
 

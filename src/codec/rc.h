@@ -75,4 +75,7 @@ static inline int rc_bitlength(uint32_t v)
     return k;
 }
 
+/* CRC-32 (ISO-HDLC, zlib's crc32) of n bytes (crc32.c). */
+uint32_t codec_crc32(const uint8_t *p, size_t n);
+
 #endif

@@ -7,7 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "codec/rc.h"
 
@@ -465,7 +464,7 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
     p += h2.n;
     if (pay_len) memcpy(p, pay_used->buf, pay_len);
     p += pay_len;
-    uint32_t crc = (uint32_t)crc32_z(0L, dst, need - 4);
+    uint32_t crc = codec_crc32(dst, need - 4);
     for (int i = 0; i < 4; i++) *p++ = (uint8_t)(crc >> (8 * i));
 
     if (stats) {
@@ -766,7 +765,7 @@ static cwba_status parse(const uint8_t *src, size_t len, parsed *ps, cwba_error 
                          r.pos + 4, r.len);
     uint32_t stored = (uint32_t)src[r.pos] | (uint32_t)src[r.pos + 1] << 8 |
                       (uint32_t)src[r.pos + 2] << 16 | (uint32_t)src[r.pos + 3] << 24;
-    uint32_t crc = (uint32_t)crc32_z(0L, src, r.pos);
+    uint32_t crc = codec_crc32(src, r.pos);
     if (crc != stored)
         return cwba_fail(err, CWBA_E_FORMAT,
                          "bitstream CRC mismatch (stored %08x, computed %08x): data corrupt",

@@ -202,6 +202,12 @@ static void row_range(const row_job *j, long r0, long r1)
                 break;
             }
 #endif
+#ifdef NN_NEON
+            if (j->isa == CWBA_ISA_NEON) {
+                bn_row_neon(j, row, cb, t->w);
+                break;
+            }
+#endif
             bn_row_scalar(j, row, cb, t->w);
             break;
         case R_MAXPOOL:
@@ -212,6 +218,12 @@ static void row_range(const row_job *j, long r0, long r1)
             }
             if (j->isa == CWBA_ISA_AVX2) {
                 maxpool_row_avx2(j, cb, n, y);
+                break;
+            }
+#endif
+#ifdef NN_NEON
+            if (j->isa == CWBA_ISA_NEON) {
+                maxpool_row_neon(j, cb, n, y);
                 break;
             }
 #endif

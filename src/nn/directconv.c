@@ -173,6 +173,7 @@ static void pad_task(void *vctx, int tid, int nt)
     const int planes = x->cin * x->batch, s = x->d.s, ps = x->d.ps, hq = x->d.hq, wq = x->d.wq;
     const int p = x->pad;
     const int vec = nn_isa_avx512();
+    (void)vec; /* read by the x86 path only */
     int q0 = (int)((long)planes * tid / nt), q1 = (int)((long)planes * (tid + 1) / nt);
     for (int q = q0; q < q1; q++) {
         const float *src = x->in + (size_t)q * x->h * x->w;

@@ -407,12 +407,83 @@ __attribute__((target("avx512f"))) static void narrow_range_avx512(int k, const 
 }
 #endif
 
+#ifdef NN_NEON
+/* ---- NEON: 6 rows x 4 q registers (16 columns): 24 accumulators, the 4
+ * B vectors of a step and the 6 A values (one q, one d register) of the
+ * 32 vector registers; each FMA takes its A value from a lane. */
+#define MR_NEON 6
+static void kernel_neon(int kc, const float *a, const float *b, const int *off, size_t ps, float *c,
+                        size_t ldc, int acc)
+{
+    (void)ps; /* one column group */
+    float32x4_t r[MR_NEON][4];
+    for (int i = 0; i < MR_NEON; i++)
+        for (int q = 0; q < 4; q++) r[i][q] = acc ? vld1q_f32(c + i * ldc + 4 * q) : vdupq_n_f32(0.0f);
+    for (int p = 0; p < kc; p++) {
+        const float *bp = b + off[p];
+        float32x4_t b0 = vld1q_f32(bp), b1 = vld1q_f32(bp + 4);
+        float32x4_t b2 = vld1q_f32(bp + 8), b3 = vld1q_f32(bp + 12);
+        float32x4_t a03 = vld1q_f32(a);
+        float32x2_t a45 = vld1_f32(a + 4);
+#define NEON_ROW_Q(i, av, lane)                                                                    \
+    r[i][0] = vfmaq_laneq_f32(r[i][0], b0, av, lane);                                              \
+    r[i][1] = vfmaq_laneq_f32(r[i][1], b1, av, lane);                                              \
+    r[i][2] = vfmaq_laneq_f32(r[i][2], b2, av, lane);                                              \
+    r[i][3] = vfmaq_laneq_f32(r[i][3], b3, av, lane);
+#define NEON_ROW_D(i, av, lane)                                                                    \
+    r[i][0] = vfmaq_lane_f32(r[i][0], b0, av, lane);                                               \
+    r[i][1] = vfmaq_lane_f32(r[i][1], b1, av, lane);                                               \
+    r[i][2] = vfmaq_lane_f32(r[i][2], b2, av, lane);                                               \
+    r[i][3] = vfmaq_lane_f32(r[i][3], b3, av, lane);
+        NEON_ROW_Q(0, a03, 0)
+        NEON_ROW_Q(1, a03, 1)
+        NEON_ROW_Q(2, a03, 2)
+        NEON_ROW_Q(3, a03, 3)
+        NEON_ROW_D(4, a45, 0)
+        NEON_ROW_D(5, a45, 1)
+#undef NEON_ROW_Q
+#undef NEON_ROW_D
+        a += MR_NEON;
+    }
+    for (int i = 0; i < MR_NEON; i++)
+        for (int q = 0; q < 4; q++) vst1q_f32(c + i * ldc + 4 * q, r[i][q]);
+}
+
+/* Narrow: the 6 rows of a panel in a q and a d register per column. */
+static void narrow_neon(int k, const float *a, const float *b, int ncols, float *c, size_t ldc,
+                        int rows)
+{
+    float32x4_t lo[NARROW_MAX];
+    float32x2_t hi[NARROW_MAX];
+    for (int j = 0; j < NARROW_MAX; j++) lo[j] = vdupq_n_f32(0.0f), hi[j] = vdup_n_f32(0.0f);
+    for (int p = 0; p < k; p++) {
+        const float *ap = a + (size_t)p * MR_NEON, *bp = b + (size_t)p * NN_NR;
+        float32x4_t a03 = vld1q_f32(ap);
+        float32x2_t a45 = vld1_f32(ap + 4);
+        for (int j = 0; j < ncols; j++) {
+            lo[j] = vfmaq_n_f32(lo[j], a03, bp[j]);
+            hi[j] = vfma_n_f32(hi[j], a45, bp[j]);
+        }
+    }
+    float tmp[MR_NEON];
+    for (int j = 0; j < ncols; j++) {
+        vst1q_f32(tmp, lo[j]);
+        vst1_f32(tmp + 4, hi[j]);
+        for (int i = 0; i < rows; i++) c[(size_t)i * ldc + j] = tmp[i];
+    }
+}
+NARROW_RANGE(narrow_range_neon, narrow_neon, MR_NEON, )
+#endif
+
 static const isa ISA_SCALAR = {"scalar", MR_SCALAR, kernel_scalar, NULL, NULL,
                                narrow_range_scalar};
 #ifdef NN_X86
 static const isa ISA_AVX2 = {"avx2", MR_AVX2, kernel_avx2, NULL, NULL, narrow_range_avx2};
 static const isa ISA_AVX512 = {"avx512",       MR_AVX512,      kernel_avx512,
                                kernel2_avx512, kernel3_avx512, narrow_range_avx512};
+#endif
+#ifdef NN_NEON
+static const isa ISA_NEON = {"neon", MR_NEON, kernel_neon, NULL, NULL, narrow_range_neon};
 #endif
 
 /* The kernels follow the library's ISA (cwba_isa_current: detected at run
@@ -436,6 +507,9 @@ static const isa *cur_isa(void)
 #ifdef NN_X86
     case CWBA_ISA_AVX512: return &ISA_AVX512;
     case CWBA_ISA_AVX2: return &ISA_AVX2;
+#endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: return &ISA_NEON;
 #endif
     default: return &ISA_SCALAR;
     }
@@ -983,6 +1057,69 @@ static const tkernel_fn g_tkernel_avx512[T_PMAX + 1] = {NULL,       tkernel1, tk
                                                  tkernel4, tkernel5, tkernel6};
 #endif
 
+#ifdef NN_NEON
+/* NEON: as the AVX2 kernels, the 64 rows as four 16-row slices one after
+ * the other, each P positions x 4 q registers (24 accumulators, 4 weight
+ * registers and the broadcast of the 32); every element the same chain
+ * fmaf(b, w, r) over p, to the bit. */
+#define TKN_DEF(P)                                                                                 \
+    static void tkernel_n##P(int kc, const float *w, const float *const *bp, const int *off,       \
+                             float *c, int acc, const tfin *f)                                     \
+    {                                                                                              \
+        const float *b[P];                                                                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < P; j++) b[j] = bp[j];                          \
+        for (int q = 0; q < 4; q++) {                                                              \
+            float32x4_t r[P][4];                                                                   \
+            _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                    \
+                _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++) r[j][h] =                      \
+                    acc ? vld1q_f32(c + j * T_OC + 16 * q + 4 * h) : vdupq_n_f32(0.0f);            \
+            const float *wq = w + 16 * q;                                                          \
+            for (int p = 0; p < kc; p++) {                                                         \
+                float32x4_t w0 = vld1q_f32(wq), w1 = vld1q_f32(wq + 4);                            \
+                float32x4_t w2 = vld1q_f32(wq + 8), w3 = vld1q_f32(wq + 12);                       \
+                const int o = off[p];                                                              \
+                wq += T_OC;                                                                        \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                {                                                                                  \
+                    float32x4_t bv = vld1q_dup_f32(b[j] + o);                                      \
+                    r[j][0] = vfmaq_f32(r[j][0], bv, w0);                                          \
+                    r[j][1] = vfmaq_f32(r[j][1], bv, w1);                                          \
+                    r[j][2] = vfmaq_f32(r[j][2], bv, w2);                                          \
+                    r[j][3] = vfmaq_f32(r[j][3], bv, w3);                                          \
+                }                                                                                  \
+            }                                                                                      \
+            if (!f) {                                                                              \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                    _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                            \
+                        vst1q_f32(c + j * T_OC + 16 * q + 4 * h, r[j][h]);                         \
+                continue;                                                                          \
+            }                                                                                      \
+            const float32x4_t zero = vdupq_n_f32(0.0f);                                            \
+            _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)                                    \
+            {                                                                                      \
+                const int i0 = 16 * q + 4 * h;                                                     \
+                float32x4_t bq = f->bias ? vld1q_f32(f->bias + i0) : zero;                         \
+                float32x4_t aq = f->alpha ? vld1q_f32(f->alpha + i0) : zero;                       \
+                float32x4_t eq = f->alpha && f->beta ? vld1q_f32(f->beta + i0) : zero;             \
+                _Pragma("GCC unroll 8") for (int j = 0; j < P; j++)                                \
+                    vst1q_f32(f->op[j] + q * f->ostep + 4 * h,                                     \
+                              nn_epi4(r[j][h], f->bias != NULL, bq, f->alpha != NULL, aq, eq,      \
+                                      f->has_res ? f->rp[j] + q * f->rstep + 4 * h : NULL,         \
+                                      f->relu));                                                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+TKN_DEF(1)
+TKN_DEF(2)
+TKN_DEF(3)
+TKN_DEF(4)
+TKN_DEF(5)
+TKN_DEF(6)
+static const tkernel_fn g_tkernel_neon[T_PMAX + 1] = {NULL,        tkernel_n1, tkernel_n2,
+                                                      tkernel_n3, tkernel_n4, tkernel_n5,
+                                                      tkernel_n6};
+#endif
+
 /* Tiles of 6 and 5 positions covering cnt exactly when cnt can be written
  * so (every cnt >= 20), else of 6 and one smaller: the 5- and 6-position
  * kernels run at the same rate, the smaller ones do not. Writes the tile
@@ -1011,6 +1148,9 @@ static const tkernel_fn *tkernels(void)
 #ifdef NN_X86
     case CWBA_ISA_AVX512: return g_tkernel_avx512;
     case CWBA_ISA_AVX2: return g_tkernel_avx2;
+#endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: return g_tkernel_neon;
 #endif
     default: return g_tkernel_scalar;
     }

@@ -65,6 +65,29 @@ __attribute__((target("avx2,fma"))) static inline __m256 nn_epi8(__m256 v, int h
 }
 #endif
 
+/* AArch64: Advanced SIMD is part of every such CPU; the NEON kernels are
+ * chosen when cwba_isa_current() is CWBA_ISA_NEON (CWBA_MAX_ISA=scalar
+ * turns them off). vfmaq_f32 is fused, rounded once as fmaf. */
+#if defined(__aarch64__)
+#define NN_NEON 1
+#include <arm_neon.h>
+
+/* nn_epilogue_row's steps on 4 channels (see nn_epi16). ReLU: v where
+ * v > 0 or v is NaN, else +0 (so -0 becomes +0), as nn_relu1. */
+static inline float32x4_t nn_epi4(float32x4_t v, int has_b, float32x4_t b, int has_a,
+                                  float32x4_t a, float32x4_t e, const float *r, int relu)
+{
+    if (has_b) v = vaddq_f32(v, b);
+    if (has_a) v = vfmaq_f32(e, v, a);
+    if (r) v = vaddq_f32(v, vld1q_f32(r));
+    if (relu) {
+        uint32x4_t keep = vorrq_u32(vcgtq_f32(v, vdupq_n_f32(0.0f)), vmvnq_u32(vceqq_f32(v, v)));
+        v = vbslq_f32(keep, v, vdupq_n_f32(0.0f));
+    }
+    return v;
+}
+#endif
+
 /* PyTorch's ReLU: max(v, 0) with NaN kept and -0 mapped to +0. */
 static inline float nn_relu1(float v) { return v > 0.0f || isnan(v) ? v : 0.0f; }
 

@@ -6,9 +6,9 @@
  * instances give the same bits.
  *
  * v16_each.h includes a template once per ISA, defining VPFX (v16a:
- * AVX-512, v16b: AVX2, v16s: scalar), VATTR (its target attribute) and
- * VNAME(x) (the instance's function name); VT and VOP(op) name the
- * instance's type and operations. */
+ * AVX-512, v16b: AVX2, v16n: NEON, v16s: scalar), VATTR (its target
+ * attribute) and VNAME(x) (the instance's function name); VT and VOP(op)
+ * name the instance's type and operations. */
 #ifndef CWBA_NN_V16_H
 #define CWBA_NN_V16_H
 
@@ -126,6 +126,53 @@ V16B v16b_t v16b_epi(v16b_t v, int has_b, v16b_t b, int has_a, v16b_t a, v16b_t 
 {
     return (v16b_t){nn_epi8(v.lo, has_b, b.lo, has_a, a.lo, e.lo, r, relu),
                     nn_epi8(v.hi, has_b, b.hi, has_a, a.hi, e.hi, r ? r + 8 : NULL, relu)};
+}
+#endif
+
+#ifdef NN_NEON
+/* ---- NEON: four q registers */
+typedef struct v16n_t {
+    float32x4_t q[4];
+} v16n_t;
+static inline v16n_t v16n_ld(const float *p)
+{
+    return (v16n_t){{vld1q_f32(p), vld1q_f32(p + 4), vld1q_f32(p + 8), vld1q_f32(p + 12)}};
+}
+static inline void v16n_st(float *p, v16n_t v)
+{
+    for (int i = 0; i < 4; i++) vst1q_f32(p + 4 * i, v.q[i]);
+}
+static inline v16n_t v16n_set1(float x)
+{
+    float32x4_t d = vdupq_n_f32(x);
+    return (v16n_t){{d, d, d, d}};
+}
+static inline v16n_t v16n_zero(void) { return v16n_set1(0.0f); }
+static inline v16n_t v16n_add(v16n_t a, v16n_t b)
+{
+    for (int i = 0; i < 4; i++) a.q[i] = vaddq_f32(a.q[i], b.q[i]);
+    return a;
+}
+static inline v16n_t v16n_sub(v16n_t a, v16n_t b)
+{
+    for (int i = 0; i < 4; i++) a.q[i] = vsubq_f32(a.q[i], b.q[i]);
+    return a;
+}
+/* v where v > m or v is NaN, else m (v16s_maxstep). */
+static inline v16n_t v16n_maxstep(v16n_t m, v16n_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        uint32x4_t take = vorrq_u32(vcgtq_f32(v.q[i], m.q[i]), vmvnq_u32(vceqq_f32(v.q[i], v.q[i])));
+        m.q[i] = vbslq_f32(take, v.q[i], m.q[i]);
+    }
+    return m;
+}
+static inline v16n_t v16n_epi(v16n_t v, int has_b, v16n_t b, int has_a, v16n_t a, v16n_t e,
+                              const float *r, int relu)
+{
+    for (int i = 0; i < 4; i++)
+        v.q[i] = nn_epi4(v.q[i], has_b, b.q[i], has_a, a.q[i], e.q[i], r ? r + 4 * i : NULL, relu);
+    return v;
 }
 #endif
 

@@ -1,5 +1,6 @@
 /* Compiles the template V16_TEMPLATE (a header name: see v16.h) once per
- * ISA: functions VNAME(f) become f_scalar, f_avx512 and f_avx2. */
+ * ISA: functions VNAME(f) become f_scalar, f_avx512 and f_avx2 (x86),
+ * f_neon (AArch64). */
 #define VATTR
 #define VPFX v16s
 #define VNAME(x) x##_scalar
@@ -18,6 +19,15 @@
 #define VATTR __attribute__((target("avx2,fma")))
 #define VPFX v16b
 #define VNAME(x) x##_avx2
+#include V16_TEMPLATE
+#undef VATTR
+#undef VPFX
+#undef VNAME
+#endif
+#ifdef NN_NEON
+#define VATTR
+#define VPFX v16n
+#define VNAME(x) x##_neon
 #include V16_TEMPLATE
 #undef VATTR
 #undef VPFX

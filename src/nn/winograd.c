@@ -182,6 +182,9 @@ static void in_transform(const wino_ctx *c, long t0, long nb, float *v)
     case CWBA_ISA_AVX512: in_transform_avx512(c, t0, nb, v); return;
     case CWBA_ISA_AVX2: in_transform_avx2(c, t0, nb, v); return;
 #endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: in_transform_neon(c, t0, nb, v); return;
+#endif
     default: in_transform_scalar(c, t0, nb, v);
     }
 }
@@ -192,6 +195,9 @@ static void out_transform(const wino_ctx *c, long t0, long nb, int ob, const flo
 #ifdef NN_X86
     case CWBA_ISA_AVX512: out_transform_avx512(c, t0, nb, ob, mm); return;
     case CWBA_ISA_AVX2: out_transform_avx2(c, t0, nb, ob, mm); return;
+#endif
+#ifdef NN_NEON
+    case CWBA_ISA_NEON: out_transform_neon(c, t0, nb, ob, mm); return;
 #endif
     default: out_transform_scalar(c, t0, nb, ob, mm);
     }
