@@ -14,6 +14,20 @@
  * accept a huge max_batch; the result does not depend on the batch size). */
 #define CWBA_BATCH_BYTES_MAX ((size_t)64 << 20)
 
+/* The quantizers' natural logarithm and exponential (src/quant/qmath.c):
+ * float32, correctly rounded, the same bits on every CPU and C library.
+ * The _n forms compute y[i] = f(x[i]) with the library's ISA (x and y may
+ * be the same array). The _slow_for_test forms always take the
+ * double-double path (tests check it against the fast one). */
+float cwba__logf(float x);
+float cwba__expf(float x);
+void cwba__logf_n(const float *x, float *y, size_t n);
+void cwba__expf_n(const float *x, float *y, size_t n);
+float cwba__logf_slow_for_test(float x);
+float cwba__expf_slow_for_test(float x);
+/* 1 if the fast path's rounding check fails for x (the slow path decides). */
+int cwba__qmath_slow_for_test(int is_log, float x);
+
 /* Everything one quantizer needs for one image: the global range and the
  * derived constants, computed once in the SPEC's float32 order. */
 typedef struct cwba_qparams {
