@@ -36,6 +36,7 @@ typedef struct engine_result {
 
 typedef struct engine_summary {
     int C, H, W; /* feature shape at the split */
+    long input_pixels; /* input image side squared (for bits per input pixel) */
     long images, labelled, float_correct;
     double seconds_total;
     cwba_conv_algo conv; /* the model's convolution arithmetic */

@@ -177,9 +177,9 @@ uint32_t cwba_quant_code_ref(cwba_quant q, float x, float mn, float mx, int n)
     float range = mx - mn;
     float t;
     if (q == CWBA_QUANT_LOG) {
-        float m = cwba__logf(range + 1.0f);
+        float m = cwba__qlogf(range + 1.0f);
         if (!(m > 0.0f)) return 0; /* range too small for ln: pass-through */
-        t = cwba__logf(x - mn + 1.0f) / m * (float)n;
+        t = cwba__qlogf(x - mn + 1.0f) / m * (float)n;
     } else {
         t = (x - mn) / range * (float)n;
     }
@@ -194,8 +194,8 @@ float cwba_quant_dequant_ref(cwba_quant q, uint32_t code, float mn, float mx, in
     if (!(mx > mn)) return mn;
     float range = mx - mn;
     if (q == CWBA_QUANT_LOG) {
-        float m = cwba__logf(range + 1.0f);
-        return cwba__expf((float)code * m / (float)n) - 1.0f + mn;
+        float m = cwba__qlogf(range + 1.0f);
+        return cwba__qexpf((float)code * m / (float)n) - 1.0f + mn;
     }
     return (float)code * range / (float)n + mn;
 }
@@ -226,7 +226,7 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
         return cwba_fail(err, CWBA_E_ARG, "feature range [%g, %g] overflows float32",
                          (double)qp->mn, (double)qp->mx);
     if (q == CWBA_QUANT_LOG && qp->range > 0.0f) {
-        qp->logm = cwba__logf(qp->range + 1.0f);
+        qp->logm = cwba__qlogf(qp->range + 1.0f);
         if (!(qp->logm > 0.0f)) {
             /* A range below half an ulp of 1 makes ln(range + 1) zero: the
              * log quantizer cannot resolve it, so keep the feature exact. */
@@ -256,7 +256,7 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 
 static inline float qlevel(const cwba_qparams *qp, uint32_t code, float nf)
 {
-    if (qp->q == CWBA_QUANT_LOG) return cwba__expf((float)code * qp->logm / nf) - 1.0f + qp->mn;
+    if (qp->q == CWBA_QUANT_LOG) return cwba__qexpf((float)code * qp->logm / nf) - 1.0f + qp->mn;
     return (float)code * qp->range / nf + qp->mn;
 }
 
@@ -268,7 +268,11 @@ static void log_levels(const cwba_qparams *qp, int n, float *lev)
     const int count = n + 1;
     lev[0] = 0.0f * qp->logm / nf; /* also tells the compiler lev is written first */
     for (int k = 1; k < count; k++) lev[k] = (float)k * qp->logm / nf;
+#ifdef CWBA_QMATH_LIBC
+    for (int k = 0; k < count; k++) lev[k] = expf(lev[k]);
+#else
     cwba__expf_n(lev, lev, (size_t)count);
+#endif
     for (int k = 0; k < count; k++) lev[k] = lev[k] - 1.0f + qp->mn;
 }
 
@@ -400,6 +404,23 @@ static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n,
     }
 }
 
+#ifdef CWBA_QMATH_LIBC
+/* t holds the correctly rounded logarithms. The C library's logf is within
+ * one ulp of them (glibc: 0.82 ulp from the exact value, ours 0.5), so the
+ * unrounded code u = (ln / M) * n of its chain lies within 2^-21 u of ours:
+ * where ours is farther than 2^-20 u from a half-integer, both round to the
+ * same code. Elsewhere (a few values in 10^5) the logarithm is replaced by
+ * the library's, so that the chain below gives the library's code. */
+static void libc_log_fixup(const cwba_qparams *qp, const float *x, int HW, float nf, float *t)
+{
+    for (int i = 0; i < HW; i++) {
+        float u = t[i] / qp->logm * nf;
+        float d = fabsf(u - rintf(u));
+        if (d > 0.5f - fabsf(u) * 0x1p-20f - 0x1p-30f) t[i] = logf(x[i] - qp->mn + 1.0f);
+    }
+}
+#endif
+
 static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                       uint32_t *codes, float *t, const float *levels)
 {
@@ -418,6 +439,9 @@ static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, flo
 #endif
     for (; i < HW; i++) t[i] = x[i] - mn + 1.0f;
     cwba__logf_n(t, t, (size_t)HW);
+#ifdef CWBA_QMATH_LIBC
+    libc_log_fixup(qp, x, HW, nf, t);
+#endif
     i = 0;
 #ifdef Q_X86
     if (isa == CWBA_ISA_AVX512) i = logcodes_avx512(t, HW, qp->logm, nf, codes, lv, out);
@@ -435,7 +459,11 @@ static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, flo
     if (lv) return;
     /* More levels than values: one exponential per value. */
     for (int k = 0; k < HW; k++) out[k] = (float)(int32_t)t[k] * qp->logm / nf;
+#ifdef CWBA_QMATH_LIBC
+    for (int k = 0; k < HW; k++) out[k] = expf(out[k]);
+#else
     cwba__expf_n(out, out, (size_t)HW);
+#endif
     for (int k = 0; k < HW; k++) out[k] = out[k] - 1.0f + mn;
 }
 
@@ -504,7 +532,7 @@ void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, 
         }
         const float nf = (float)n;
         for (int i = 0; i < HW; i++) {
-            uint32_t c = code_clamp(rintf(cwba__logf(x[i] - qp->mn + 1.0f) / qp->logm * nf), n);
+            uint32_t c = code_clamp(rintf(cwba__qlogf(x[i] - qp->mn + 1.0f) / qp->logm * nf), n);
             if (codes) codes[i] = c;
             out[i] = levels ? levels[c] : qlevel(qp, c, nf);
         }
