@@ -151,9 +151,12 @@ int cmd_encode(int argc, char **argv)
     }
     if (!rc) {
         cli_data_report_skipped(&cd);
-        printf("encoded %d images into %s: %.1f bytes/image, %.4f bits/element (%s payload)\n",
+        printf("encoded %d images into %s: %.1f bytes/image, %.4f bits/element, %.5f bits/input "
+               "pixel (%s payload)\n",
                written, cli_get(&o, "out"), written ? total_bytes / written : 0.0,
-               written ? total_bytes * 8 / written / (double)feat : 0.0, cwba_stream_mode_name(mode));
+               written ? total_bytes * 8 / written / (double)feat : 0.0,
+               written ? total_bytes * 8 / written / ((double)S * S) : 0.0,
+               cwba_stream_mode_name(mode));
     }
     free(in), free(x), free(y0), free(n), free(buf);
     cli_data_close(&cd);

@@ -19,7 +19,7 @@ static const cli_optdef defs[] = {
     {"every", 1, "take every K-th image (the original's protocol: --every 50 on ImageNet val)"},
     {"skip-unreadable", 0, "skip images that cannot be decoded (counted at the end)"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},
-    {"fresh-probes", 0, "do not share probe errors between reserves (standalone timings)"},
+    {"fresh-probes", 0, CLI_FRESH_PROBES_HELP},
     {"json", 0, "JSON Lines output, one object per (bits, reserve)"},
     {"help", 0, "show this help"},
 };
