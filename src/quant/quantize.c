@@ -405,6 +405,50 @@ static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n,
 }
 
 #ifdef CWBA_QMATH_LIBC
+/* Whether any element of t needs libc_log_fixup's look (the same test in
+ * registers; an element flagged or not, the result is the library's code). */
+#define DOUBT_THR(u) (0.5f - fabsf(u) * 0x1p-20f - 0x1p-30f)
+#ifdef Q_X86
+__attribute__((target("avx512f"))) static int doubt_avx512(const float *t, int HW, float logm,
+                                                           float nfs, int *done)
+{
+    const __m512 m = _mm512_set1_ps(logm), nf = _mm512_set1_ps(nfs);
+    __mmask16 any = 0;
+    int i = 0;
+    for (; i + 16 <= HW; i += 16) {
+        __m512 u = _mm512_mul_ps(_mm512_div_ps(_mm512_loadu_ps(t + i), m), nf);
+        __m512 r = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 d = _mm512_abs_ps(_mm512_sub_ps(u, r));
+        __m512 thr = _mm512_sub_ps(_mm512_sub_ps(_mm512_set1_ps(0.5f),
+                                                 _mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(0x1p-20f))),
+                                   _mm512_set1_ps(0x1p-30f));
+        any |= _mm512_cmp_ps_mask(d, thr, _CMP_GT_OQ);
+    }
+    *done = i;
+    return any != 0;
+}
+
+__attribute__((target("avx2"))) static int doubt_avx2(const float *t, int HW, float logm,
+                                                      float nfs, int *done)
+{
+    const __m256 m = _mm256_set1_ps(logm), nf = _mm256_set1_ps(nfs);
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 any = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= HW; i += 8) {
+        __m256 u = _mm256_mul_ps(_mm256_div_ps(_mm256_loadu_ps(t + i), m), nf);
+        __m256 r = _mm256_round_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(u, r), abs);
+        __m256 thr = _mm256_sub_ps(_mm256_sub_ps(_mm256_set1_ps(0.5f),
+                                                 _mm256_mul_ps(_mm256_and_ps(u, abs), _mm256_set1_ps(0x1p-20f))),
+                                   _mm256_set1_ps(0x1p-30f));
+        any = _mm256_or_ps(any, _mm256_cmp_ps(d, thr, _CMP_GT_OQ));
+    }
+    *done = i;
+    return _mm256_movemask_ps(any) != 0;
+}
+#endif
+
 /* t holds the correctly rounded logarithms. The C library's logf is within
  * one ulp of them (glibc: 0.82 ulp from the exact value, ours 0.5), so the
  * unrounded code u = (ln / M) * n of its chain lies within 2^-21 u of ours:
@@ -413,10 +457,22 @@ static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n,
  * the library's, so that the chain below gives the library's code. */
 static void libc_log_fixup(const cwba_qparams *qp, const float *x, int HW, float nf, float *t)
 {
+    int i0 = 0, any = 0;
+#ifdef Q_X86
+    switch (cwba_isa_current()) {
+    case CWBA_ISA_AVX512: any = doubt_avx512(t, HW, qp->logm, nf, &i0); break;
+    case CWBA_ISA_AVX2: any = doubt_avx2(t, HW, qp->logm, nf, &i0); break;
+    default: break;
+    }
+#endif
+    for (int i = i0; i < HW && !any; i++) {
+        float u = t[i] / qp->logm * nf;
+        any = fabsf(u - rintf(u)) > DOUBT_THR(u);
+    }
+    if (!any) return;
     for (int i = 0; i < HW; i++) {
         float u = t[i] / qp->logm * nf;
-        float d = fabsf(u - rintf(u));
-        if (d > 0.5f - fabsf(u) * 0x1p-20f - 0x1p-30f) t[i] = logf(x[i] - qp->mn + 1.0f);
+        if (fabsf(u - rintf(u)) > DOUBT_THR(u)) t[i] = logf(x[i] - qp->mn + 1.0f);
     }
 }
 #endif
