@@ -366,24 +366,15 @@ cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
     if (st != CWBA_OK) return st;
     if (!table || !p || !x)
         return cwba_fail(err, CWBA_E_ARG, "evaluate: missing table, parameters or feature");
-    if ((st = params_check(be, p->quant, p->alpha, p->beta, err)) != CWBA_OK) return st;
-    if (p->bits < CWBA_BITS_MIN || p->bits > CWBA_BITS_MAX)
-        return cwba_fail(err, CWBA_E_ARG, "evaluate: bits %d outside %d..%d", p->bits,
-                         CWBA_BITS_MIN, CWBA_BITS_MAX);
-    if (p->reserve < 0)
-        return cwba_fail(err, CWBA_E_ARG, "evaluate: negative reserve %d", p->reserve);
-    if (table->C != be->C || table->rows < 1 || !table->data)
-        return cwba_fail(err, CWBA_E_SHAPE,
-                         "evaluate: interval table has %d columns and %d rows, need %d columns and "
-                         ">= 1 row",
-                         table->C, table->rows, be->C);
-    if (pc && !cwba__probe_cache_matches(pc, be, p->quant, x))
-        return cwba_fail(err, CWBA_E_ARG,
-                         "evaluate: probe cache was made for another feature, shape or quantizer");
+    /* The context and its run check the rest (quantizer, weights, probe
+     * cache, bits, reserve, table shape). */
     cwba_eval_ctx *ec;
     st = cwba_eval_ctx_create(be, p->quant, x, y0, p->alpha, p->beta, &ec, err);
     if (st != CWBA_OK) return st;
-    if (pc) cwba_eval_ctx_use_probes(ec, pc, NULL);
+    if (pc && (st = cwba_eval_ctx_use_probes(ec, pc, err)) != CWBA_OK) {
+        cwba_eval_ctx_free(ec);
+        return st;
+    }
     float *xq = xhat || !mse ? NULL : malloc(count * sizeof *xq);
     float *y = mse ? malloc((size_t)be->K * sizeof *y) : NULL;
     if ((mse && !xhat && !xq) || (mse && !y)) {
