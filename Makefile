@@ -8,7 +8,8 @@ ASAN_BUILD ?= build-asan
 # Build and test dependencies, all from Debian.
 DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   libjansson-dev zlib1g-dev liblzma-dev libssl-dev libcmocka-dev dataset-fashion-mnist \
-  libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev
+  libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev \
+  python3-torch python3-torchvision libopenblas0-pthread
 
 .PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench
 

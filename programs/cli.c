@@ -233,16 +233,33 @@ int cli_model_open(const cli_opts *o, cli_model *cm)
     cwba_error_clear(&err);
     const char *mname = cli_get(o, "model");
     if (!mname) {
-        cli_error("--model is required (alexnet, vgg16 or resnet18)");
+        cli_error("--model is required (alexnet, vgg11..vgg19[_bn], resnet18..resnet152)");
         return 2;
     }
     if (cwba_arch_parse(mname, &cm->arch, &err)) return cli_fail_status(&err);
     const char *wpath = cli_has(o, "weights") ? cli_get(o, "weights") : NULL;
     long input_size = 0;
+    unsigned long long synth_seed = 0;
+    int synthetic = wpath && !strncmp(wpath, "synthetic:", 10);
+    if (synthetic) {
+        char *end = NULL;
+        errno = 0;
+        synth_seed = strtoull(wpath + 10, &end, 10);
+        if (errno || end == wpath + 10 || *end || wpath[10] == '-') {
+            cli_error("--weights synthetic:SEED needs a decimal seed, got '%s'", wpath);
+            return 2;
+        }
+    }
     if (!wpath) {
         const char *dir = models_dir();
         char card_path[4096];
         snprintf(card_path, sizeof card_path, "%s/%s_fmnist64.json", dir, cwba_arch_name(cm->arch));
+        if (!file_exists(card_path)) {
+            cli_error("%s has no reference model in %s: give --weights FILE (a torchvision "
+                      "checkpoint, e.g. from cwba fetch-weights %s) or --weights synthetic:SEED",
+                      cwba_arch_name(cm->arch), dir, cwba_arch_name(cm->arch));
+            return 2;
+        }
         snprintf(cm->weights_path, sizeof cm->weights_path, "%s/%s_fmnist64.safetensors", dir,
                  cwba_arch_name(cm->arch));
         if (!file_exists(cm->weights_path))
@@ -266,7 +283,8 @@ int cli_model_open(const cli_opts *o, cli_model *cm)
         return 2;
     }
     cwba_weights *w = NULL;
-    if (cwba_weights_load(cm->weights_path, &w, &err)) {
+    if (synthetic ? cwba_weights_synthetic(cm->arch, 1000, synth_seed, &w, &err)
+                  : cwba_weights_load(cm->weights_path, &w, &err)) {
         cli_model_close(cm);
         return cli_fail_status(&err);
     }

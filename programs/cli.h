@@ -19,8 +19,9 @@ typedef struct cli_optdef {
 
 /* Options every model-loading command takes (cli_model_open reads them). */
 #define CLI_MODEL_OPTIONS                                                                        \
-    {"model", 1, "alexnet | vgg16 | resnet18"},                                                  \
-        {"weights", 1, "weights file (default: the reference model in models/)"},               \
+    {"model", 1, "alexnet | vgg11..vgg19[_bn] | resnet18..resnet152"},                           \
+        {"weights", 1, "weights file, or synthetic:SEED (1000 classes; default: the reference "  \
+                       "model in models/, which alexnet, vgg16 and resnet18 have)"},             \
         {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"}, \
         {"conv", 1, "convolution arithmetic: direct (default: the same bits everywhere) | "       \
                     "winograd (3x3 layers 1.2-1.8x faster, within ~1e-6 relative; AVX-512)"}

@@ -166,7 +166,7 @@ int cmd_encode(int argc, char **argv)
 }
 
 static const cli_optdef dec_defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18 (must match the stream)"},
+    {"model", 1, "alexnet | vgg11..vgg19[_bn] | resnet18..resnet152 (must match the stream)"},
     {"weights", 1, "weights file (default: the reference model in models/)"},
     {"input-size", 1, "square input side in pixels"},
     {"save-logits", 1, "write the logits (files, classes) as float32 .npy"},

@@ -26,11 +26,11 @@ int cmd_fetch_weights(int argc, char **argv)
 {
     if (argc < 1 || argv[0][0] == '-') {
         if (argc >= 1 && !strcmp(argv[0], "--help")) {
-            cli_print_help("fetch-weights", "alexnet|vgg16|resnet18 [options]", defs,
+            cli_print_help("fetch-weights", "MODEL [options] (alexnet, vgg11..vgg19[_bn], resnet18..resnet152)", defs,
                            (int)(sizeof defs / sizeof defs[0]));
             return 0;
         }
-        cli_error("fetch-weights: name the model: alexnet, vgg16 or resnet18");
+        cli_error("fetch-weights: name the model: alexnet, vgg11..vgg19[_bn], resnet18..resnet152");
         return 2;
     }
     const char *arch = argv[0];
@@ -40,7 +40,7 @@ int cmd_fetch_weights(int argc, char **argv)
     if (rc) return rc;
     const char *url = cli_has(&o, "url") ? cli_get(&o, "url") : cwba_torchvision_url(arch);
     if (!url) {
-        cli_error("fetch-weights: unknown model '%s' (alexnet, vgg16 or resnet18)", arch);
+        cli_error("fetch-weights: unknown model '%s' (alexnet, vgg11..vgg19[_bn], resnet18..resnet152)", arch);
         return 2;
     }
     cwba_error err;

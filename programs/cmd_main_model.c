@@ -10,7 +10,7 @@
 static const cli_optdef defs[] = {
     {"gpuid", 1, "accepted for compatibility, ignored"},
     {"flag", 1, "0: calculate the quantization interval table; 1: calculate the mse"},
-    {"model", 1, "alexnet | resnet18 | vgg16"},
+    {"model", 1, "alexnet | vgg11..vgg19[_bn] | resnet18..resnet152"},
     {"quant_mode", 1, "uniform | log (flag 0 and 1) | dorefa (flag 1)"},
     {"net_mode", 1, "table directory ./quant_interval_{net_mode} (default alexnet|resnet|vgg)"},
     {"reserve_interval", 1, "reserved intervals for online iterative inference (default 0)"},
@@ -31,12 +31,8 @@ static const cli_optdef defs[] = {
 
 static const char *default_net_mode(cwba_arch a)
 {
-    switch (a) {
-    case CWBA_ARCH_ALEXNET: return "alexnet";
-    case CWBA_ARCH_VGG16: return "vgg";
-    case CWBA_ARCH_RESNET18: return "resnet";
-    }
-    return "resnet";
+    const char *n = cwba_arch_name(a);
+    return !strncmp(n, "vgg", 3) ? "vgg" : !strncmp(n, "alexnet", 7) ? "alexnet" : "resnet";
 }
 
 int cmd_main_model(int argc, char **argv)

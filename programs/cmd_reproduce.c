@@ -8,11 +8,11 @@
 #include <string.h>
 
 static const cli_optdef defs[] = {
-    {"model", 1, "alexnet | vgg16 | resnet18 (default resnet18)"},
+    {"model", 1, "alexnet | vgg11..vgg19[_bn] | resnet18..resnet152 (default resnet18)"},
     {"weights", 1, "weights file (default: the reference model in models/)"},
     {"input-size", 1, "square input side in pixels (default: the model card's, else 224)"},
     {"split", 1, "split point (default: the original's: resnet18 layer3, alexnet features.5, "
-                 "vgg16 features.30)"},
+                 "vgg16 features.30, vgg11 features.20, resnet50 layer1)"},
     {"quant", 1, "uniform | log for the channel-wise rows (default uniform)"},
     {"table", 1, "table directory (default runs/<model>-<split>-<quant>)"},
     {"calib-data", 1, "calibration images (default fmnist train set)"},
@@ -32,11 +32,18 @@ static const cli_optdef defs[] = {
 
 const char *cli_default_split(cwba_arch a)
 {
-    switch (a) {
-    case CWBA_ARCH_ALEXNET: return "features.5";
-    case CWBA_ARCH_VGG16: return "features.30";
-    case CWBA_ARCH_RESNET18: return "layer3";
-    }
+    /* The original's positions: AlexNet features.5, VGG after the last
+     * convolution block (its last max-pool: VGG16 features.30, the
+     * original's "13th"), ResNet50 layer1, the other ResNets layer3. */
+    static const struct { cwba_arch a; const char *split; } k[] = {
+        {CWBA_ARCH_ALEXNET, "features.5"},   {CWBA_ARCH_VGG11, "features.20"},
+        {CWBA_ARCH_VGG11_BN, "features.28"}, {CWBA_ARCH_VGG13, "features.24"},
+        {CWBA_ARCH_VGG13_BN, "features.34"}, {CWBA_ARCH_VGG16, "features.30"},
+        {CWBA_ARCH_VGG16_BN, "features.43"}, {CWBA_ARCH_VGG19, "features.36"},
+        {CWBA_ARCH_VGG19_BN, "features.52"}, {CWBA_ARCH_RESNET50, "layer1"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (k[i].a == a) return k[i].split;
     return "layer3";
 }
 

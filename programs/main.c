@@ -17,7 +17,7 @@ static void usage(FILE *f)
           "  decode       the cloud: bitstreams -> back end -> top-5 classes\n"
           "  reproduce    calibrate + evaluate every method; prints the original's table\n"
           "  main_model   the original release's command line (--flag 0|1 ...)\n"
-          "  fetch-weights alexnet|vgg16|resnet18: torchvision's ImageNet weights (libcurl)\n"
+          "  fetch-weights MODEL: torchvision's ImageNet weights of any model (libcurl)\n"
           "\n"
           "Defaults: the reference models in models/ (Fashion-MNIST, 64x64 input) and the\n"
           "Fashion-MNIST test set from /usr/share/datasets/fashion-mnist.\n",

@@ -45,6 +45,12 @@ if ! CWBA_MAX_ISA=scalar "$BIN" --version | grep -q "(kernels: scalar)"; then
 fi
 expect_error "alexnet|vgg16|resnet18|unknown model" layers --model lenet
 expect_error "required" layers
+expect_error "resnet50 has no reference model.*--weights" layers --model resnet50
+expect_error "synthetic:SEED needs a decimal seed" layers --model vgg11 --weights synthetic:x
+expect_error "unknown model 'resnet200' \(expected alexnet, vgg11.*resnet152\)" layers --model resnet200
+expect_error "unknown split point 'layer3.6' for resnet50 \(expected .*layerN.M\)" \
+    infer --model resnet50 --weights synthetic:1 --input-size 32 --split layer3.6 --save-feature "$TMP/f.npy"
+expect_error "unknown model 'lenet'" fetch-weights lenet
 expect_error "unknown option" layers --model resnet18 --colour red
 expect_error "unknown convolution arithmetic 'fft' \(direct, winograd\)" infer --model resnet18 --conv fft
 expect_error "not an integer" infer --model resnet18 --limit ten

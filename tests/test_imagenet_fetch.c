@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include "cwba/io.h"
+#include "cwba/nn.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -266,6 +267,22 @@ static void test_names(void **s)
     assert_true(cwba_hash_prefix_from_name(cwba_torchvision_url("vgg16"), p, sizeof p));
     assert_string_equal(p, "397923af");
     assert_null(cwba_torchvision_url("lenet"));
+    /* Every architecture cwba builds has its file, named "<arch>-<hash>.pth"
+     * (AlexNet's "alexnet-owt-"), with an 8-digit prefix. */
+    for (int i = 0; i < cwba_arch_count(); i++) {
+        const char *name = cwba_arch_name(cwba_arch_at(i));
+        const char *url = cwba_torchvision_url(name);
+        assert_non_null(url);
+        const char *base = strrchr(url, '/') + 1;
+        assert_int_equal(strncmp(base, name, strlen(name)), 0);
+        assert_true(base[strlen(name)] == '-');
+        assert_true(cwba_hash_prefix_from_name(url, p, sizeof p));
+        assert_int_equal(strlen(p), 8);
+    }
+    assert_true(cwba_hash_prefix_from_name(cwba_torchvision_url("resnet50"), p, sizeof p));
+    assert_string_equal(p, "0676ba61");
+    assert_true(cwba_hash_prefix_from_name(cwba_torchvision_url("vgg11"), p, sizeof p));
+    assert_string_equal(p, "8a719046");
     assert_false(cwba_hash_prefix_from_name("model.pth", p, sizeof p));
     char dir[4096];
     cwba_error err = {0};

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include "cwba/nn.h"
+#include "nn/model_internal.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -219,7 +220,15 @@ static void test_split_shapes(void **state)
     cwba_arch a;
     assert_int_equal(cwba_arch_parse("resnet18", &a, &err), CWBA_OK);
     assert_int_equal(a, CWBA_ARCH_RESNET18);
-    assert_int_equal(cwba_arch_parse("resnet50", &a, &err), CWBA_E_ARG);
+    assert_int_equal(cwba_arch_parse("resnet50", &a, &err), CWBA_OK);
+    assert_int_equal(a, CWBA_ARCH_RESNET50);
+    assert_int_equal(cwba_arch_parse("resnet200", &a, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "vgg19_bn"));
+    for (int i = 0; i < cwba_arch_count(); i++) { /* names round-trip */
+        assert_int_equal(cwba_arch_parse(cwba_arch_name(cwba_arch_at(i)), &a, &err), CWBA_OK);
+        assert_int_equal(a, cwba_arch_at(i));
+    }
+    assert_int_equal(cwba_arch_count(), 14);
 }
 
 /* ------------------------------------------------------------ properties */
@@ -246,6 +255,98 @@ static void check_front_back(cwba_model *m)
     free(x);
     free(full);
     free(y);
+}
+
+/* ------------------------------------------------ the other architectures */
+
+static cwba_model *synthetic_model(cwba_arch a, int classes, int size)
+{
+    cwba_error err;
+    cwba_weights *w = NULL;
+    cwba_model *m = NULL;
+    if (cwba_weights_synthetic(a, classes, 1, &w, &err) != CWBA_OK) fail_msg("%s", err.msg);
+    if (cwba_model_create(a, w, size, &m, &err) != CWBA_OK) fail_msg("%s", err.msg);
+    cwba_weights_free(w);
+    return m;
+}
+
+/* ResNets and VGGs at 32 px: torchvision's split points and shapes
+ * (counted from the family tables: VGG one unit per conv, batch norm, ReLU
+ * and pool; ResNet 4 stem units, one split per block and one per layer),
+ * front + back == forward for a Bottleneck ResNet and a VGG with batch norm. */
+static void test_more_archs(void **state)
+{
+    (void)state;
+    static const struct {
+        cwba_arch a;
+        int nsplits, feat_c; /* the last split's channels */
+        const char *last;
+    } rows[] = {
+        {CWBA_ARCH_RESNET34, 4 + 16 + 4, 512, "layer4"},
+        {CWBA_ARCH_RESNET50, 4 + 16 + 4, 2048, "layer4"},
+        {CWBA_ARCH_RESNET152, 4 + 50 + 4, 2048, "layer4"},
+        {CWBA_ARCH_VGG11_BN, 8 * 3 + 5, 512, "features.28"},
+        {CWBA_ARCH_VGG19, 16 * 2 + 5, 512, "features.36"},
+    }; /* the others: test_ref_models_{resnet,vgg} (every split against torchvision) */
+    cwba_error err;
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        cwba_model *m = synthetic_model(rows[r].a, 10, 32);
+        int n = cwba_model_num_splits(m), c, h, w, idx;
+        assert_int_equal(n, rows[r].nsplits);
+        assert_string_equal(cwba_model_split_name(m, n - 1), rows[r].last);
+        cwba_model_split_shape(m, n - 1, &c, &h, &w);
+        assert_int_equal(c, rows[r].feat_c);
+        assert_int_equal(h, 1);
+        assert_int_equal(cwba_model_num_classes(m), 10);
+        if (rows[r].a == CWBA_ARCH_RESNET50) {
+            /* layer1.0: Bottleneck 64 -> 256 at 8x8; layer2.0: stride 2 on conv2 */
+            assert_int_equal(cwba_model_find_split(m, "layer1.0", &idx, &err), CWBA_OK);
+            cwba_model_split_shape(m, idx, &c, &h, &w);
+            assert_true(c == 256 && h == 8 && w == 8);
+            assert_int_equal(cwba_model_find_split(m, "layer2.0", &idx, &err), CWBA_OK);
+            cwba_model_split_shape(m, idx, &c, &h, &w);
+            assert_true(c == 512 && h == 4 && w == 4);
+            assert_int_equal(cwba_model_find_split(m, "layer3", &idx, &err), CWBA_OK);
+            assert_string_equal(cwba_model_split_name(m, idx), "layer3");
+            assert_int_equal(cwba_model_find_split(m, "layer3.6", &idx, &err), CWBA_E_ARG);
+            assert_non_null(strstr(err.msg, "layerN.M"));
+        }
+        if (rows[r].a == CWBA_ARCH_RESNET50 || rows[r].a == CWBA_ARCH_VGG11_BN)
+            check_front_back(m);
+        cwba_model_free(m);
+    }
+}
+
+/* The fast paths reach the new layer kinds: in the blocked layout (AVX-512)
+ * every convolution of ResNet50 at batch 1, the 1x1 ones and the stride-2
+ * 1x1 downsamples included, runs through the channels-on-lanes kernel
+ * ("blocked"), the 7x7 stem through the padded image copy; none through
+ * im2col or the plain paths. */
+static void test_fast_paths(void **state)
+{
+    (void)state;
+    cwba_model *m = synthetic_model(CWBA_ARCH_RESNET50, 10, 96);
+    float *x = input(m, 1, "input"), y[10];
+    cwba_error err;
+    nn_model_conv_calls_reset(m);
+    assert_int_equal(cwba_model_forward(m, x, 1, y, &err), CWBA_OK);
+    long blocked = nn_model_conv_calls(m, "blocked"), image = nn_model_conv_calls(m, "blocked-image");
+    long im2col = nn_model_conv_calls(m, "gemm-im2col"), mat = nn_model_conv_calls(m, "gemm-1x1");
+    print_message("resnet50 96 px b1 (%s): blocked %ld, blocked-image %ld, gemm-1x1 %ld, "
+                  "gemm-im2col %ld\n", nn_gemm_isa(), blocked, image, mat, im2col);
+    assert_int_equal(nn_model_conv_calls(m, "no-such-path"), -1);
+    /* 53 convolutions: the stem, 16 Bottlenecks x 3, 4 downsamples */
+    long total = 0;
+    static const char *const paths[] = {"taps", "direct", "gemm-1x1", "gemm-im2col", "winograd",
+                                        "blocked", "blocked-image", "image-via-plain"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) total += nn_model_conv_calls(m, paths[i]);
+    assert_int_equal(total, 53);
+    if (nn_isa_avx512()) { /* the blocked layout's CPUs */
+        assert_int_equal(blocked, 52);
+        assert_int_equal(image, 1);
+    }
+    free(x);
+    cwba_model_free(m);
 }
 
 static void test_front_back_equals_forward(void **state)
@@ -663,6 +764,8 @@ int main(void)
         cmocka_unit_test(test_conv_algo_api),
         cmocka_unit_test(test_weight_validation),
         cmocka_unit_test(test_input_size_limits),
+        cmocka_unit_test(test_more_archs),
+        cmocka_unit_test(test_fast_paths),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

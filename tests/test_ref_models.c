@@ -48,6 +48,9 @@ static cwba_conv_algo g_algo = CWBA_CONV_DIRECT;
 
 #define NUM_SAMPLES 256
 #define FULL_LIMIT 4096
+/* Samples per large tensor of the reference file being checked: 256, or the
+ * file's "num_samples" (64 for the networks without a trained model). */
+static size_t g_samples = NUM_SAMPLES;
 
 static json_t *load_ref(const char *rel) {
     json_error_t jerr;
@@ -78,7 +81,7 @@ static size_t sample_index(size_t numel, size_t j) {
     if (numel <= FULL_LIMIT) {
         return j;
     }
-    size_t step = numel / NUM_SAMPLES;
+    size_t step = numel / g_samples;
     size_t m = step > 1 ? step : 1;
     return j * step + (j * 7919u) % m;
 }
@@ -110,7 +113,7 @@ static double compare_tensor(const char *what, const float *x, size_t numel, jso
 
     json_t *values = json_object_get(ref, "values");
     size_t nvals = json_array_size(values);
-    size_t want_vals = numel <= FULL_LIMIT ? numel : NUM_SAMPLES;
+    size_t want_vals = numel <= FULL_LIMIT ? numel : g_samples;
     assert_int_equal(nvals, want_vals);
     double maxdiff = 0.0;
     size_t worst = 0;
@@ -149,21 +152,21 @@ static double compare_tensor(const char *what, const float *x, size_t numel, jso
     return maxdiff / scale;
 }
 
-/* The reference split whose name is `name`; "layerN" is the alias of "layerN.1". */
+/* The reference split whose name is `name`; "layerN" is the alias of the
+ * last "layerN.M". */
 static json_t *find_ref_split(json_t *splits, const char *name) {
-    char alias[32];
-    if (strncmp(name, "layer", 5) == 0 && strlen(name) == 6) {
-        snprintf(alias, sizeof alias, "%s.1", name);
-        name = alias;
-    }
+    char prefix[32];
+    int alias = strncmp(name, "layer", 5) == 0 && strlen(name) == 6;
+    snprintf(prefix, sizeof prefix, "%s.", name);
     size_t k;
-    json_t *s;
+    json_t *s, *found = NULL;
     json_array_foreach(splits, k, s) {
-        if (strcmp(json_string_value(json_object_get(s, "name")), name) == 0) {
-            return s;
+        const char *rname = json_string_value(json_object_get(s, "name"));
+        if (strcmp(rname, name) == 0 || (alias && strncmp(rname, prefix, strlen(prefix)) == 0)) {
+            found = s;
         }
     }
-    return NULL;
+    return found;
 }
 
 /* (batch, 3, S, S) input of the fmnist64 case from fmnist_input.json. */
@@ -360,6 +363,9 @@ static void check_synth(cwba_arch arch) {
     assert_string_equal(json_string_value(json_object_get(inp, "synthetic_name")), "input");
     int size = (int)jnum(ref, "input_size");
     int batch = (int)jnum(ref, "batch");
+    json_t *nsamp = json_object_get(ref, "num_samples");
+    g_samples = nsamp ? (size_t)json_integer_value(nsamp) : NUM_SAMPLES;
+    assert_true(g_samples >= 1 && g_samples <= NUM_SAMPLES);
 
     cwba_error err;
     cwba_weights *w = NULL;
@@ -379,6 +385,7 @@ static void check_synth(cwba_arch arch) {
     /* Back ends of every split at 224 px would add ~15 GFLOP per VGG16 split;
      * the 64 px case covers forward_back, so only fronts and logits here. */
     check_model(m, ref, in, batch, 0);
+    g_samples = NUM_SAMPLES;
     free(in);
     cwba_model_free(m);
     json_decref(ref);
@@ -540,7 +547,66 @@ static void test_winograd(void **state) {
     g_algo = CWBA_CONV_DIRECT;
 }
 
-int main(void) {
+/* The networks without a trained reference model: synthetic weights at
+ * 224 px against torchvision (64 samples per split point). */
+static void test_resnet34_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_RESNET34);
+}
+static void test_resnet50_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_RESNET50);
+}
+static void test_resnet101_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_RESNET101);
+}
+static void test_resnet152_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_RESNET152);
+}
+static void test_vgg11_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_VGG11);
+    check_synth(CWBA_ARCH_VGG11_BN);
+}
+static void test_vgg13_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_VGG13);
+    check_synth(CWBA_ARCH_VGG13_BN);
+}
+static void test_vgg16_bn_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_VGG16_BN);
+}
+static void test_vgg19_synth224(void **state) {
+    (void)state;
+    check_synth(CWBA_ARCH_VGG19);
+    check_synth(CWBA_ARCH_VGG19_BN);
+}
+
+/* No argument: the three reference networks. "resnet" / "vgg": the other
+ * networks of that family (tests/CMakeLists.txt runs them as their own
+ * tests, so that ctest -j spreads them). */
+int main(int argc, char **argv) {
+    const struct CMUnitTest resnets[] = {
+        cmocka_unit_test(test_resnet34_synth224),
+        cmocka_unit_test(test_resnet50_synth224),
+        cmocka_unit_test(test_resnet101_synth224),
+        cmocka_unit_test(test_resnet152_synth224),
+    };
+    const struct CMUnitTest vggs[] = {
+        cmocka_unit_test(test_vgg11_synth224),
+        cmocka_unit_test(test_vgg13_synth224),
+        cmocka_unit_test(test_vgg16_bn_synth224),
+        cmocka_unit_test(test_vgg19_synth224),
+    };
+    if (argc > 1 && strcmp(argv[1], "resnet") == 0) {
+        return cmocka_run_group_tests(resnets, NULL, NULL);
+    }
+    if (argc > 1 && strcmp(argv[1], "vgg") == 0) {
+        return cmocka_run_group_tests(vggs, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fmnist_preprocessing),
         cmocka_unit_test(test_alexnet_fmnist64),

@@ -42,6 +42,7 @@ SECTIONS = ("machine", "forward", "probe", "memory", "quant", "eval", "calib")
 
 # (arch, size, batch, reps per round)
 FORWARD = [("alexnet", 224, 1, 5), ("vgg16", 224, 1, 2), ("resnet18", 224, 1, 4),
+           ("resnet50", 224, 1, 2),
            ("alexnet", 64, 64, 2), ("vgg16", 64, 64, 1), ("resnet18", 64, 64, 2)]
 # (size, batch, reps per round)
 PROBE = [(64, 1, 40), (64, 16, 8), (64, 64, 3), (224, 1, 6), (224, 16, 2), (224, 64, 1)]
@@ -287,7 +288,12 @@ def main():
     ap.add_argument("--torch-wait", default="PASSIVE",
                     help="OMP_WAIT_POLICY for PyTorch (PASSIVE: see docs/performance.md)")
     ap.add_argument("--eval-images", type=int, default=3)
+    ap.add_argument("--archs", help="forward and memory cases of these architectures only "
+                    "(comma-separated, e.g. resnet50)")
     a = ap.parse_args()
+    if a.archs:
+        global FORWARD
+        FORWARD = [f for f in FORWARD if f[0] in a.archs.split(",")]
     only = set(a.only.split(","))
     cwba_bin = os.path.join(a.build, "bench", "cwba_bench")
     onnx_dir = os.path.join(a.work, "onnx")
@@ -336,10 +342,10 @@ def main():
             txt = f.read()
         results["onnx_export"] = json.loads(txt) if txt else {}
         if not all(v == "ok" or v.startswith("failed") for v in results["onnx_export"].values()) \
-                or len(results["onnx_export"]) < 8:
+                or len(results["onnx_export"]) < 9:
             log("exporting ONNX models to %s (once; VGG16 takes minutes)" % onnx_dir)
-            subprocess.run([PY, os.path.join(ROOT, "tools", "export_onnx.py"), onnx_dir],
-                           env=tenv, check=True)
+            subprocess.run([PY, os.path.join(ROOT, "tools", "export_onnx.py"), onnx_dir] +
+                           ([a.archs] if a.archs else []), env=tenv, check=True)
             with open(os.path.join(onnx_dir, "export.json")) as f:
                 results["onnx_export"] = json.load(f)
         log("starting contenders")

@@ -262,7 +262,7 @@ def count_flops(module, x):
 def flops():
     out = {}
     for size in (64, 224):
-        for arch in ("alexnet", "vgg16", "resnet18"):
+        for arch in ("alexnet", "vgg16", "resnet18") + (("resnet50",) if size == 224 else ()):
             m = ref.build_model(arch, 10 if size == 64 else 1000).eval()
             out["forward %s %d" % (arch, size)] = count_flops(m, torch.zeros(1, 3, size, size))
             if arch == "resnet18":

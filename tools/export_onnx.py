@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """ONNX models for the ONNX Runtime contender of bench/run.sh.
 
-    export_onnx.py DIR
+    export_onnx.py DIR [ARCH,ARCH,...]   (only those forward models, and the probes)
 
 Exports, with torch.onnx.export (opset 13), the same torchvision modules
 tools/bench_torch.py times:
 
     forward_<arch>_<size>_b<batch>.onnx   whole network, static input shape
-        (alexnet, vgg16, resnet18) x (224 batch 1, 64 batch 64)
+        (alexnet, vgg16, resnet18) x (224 batch 1, 64 batch 64), resnet50 224 batch 1
     probe_<size>.onnx                     ResNet18 after layer3 (layer4 ->
         avgpool -> flatten -> fc), dynamic batch axis, size 64 and 224
 
@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 import bench_torch as bt  # noqa: E402
 
 FORWARD = [(arch, size, batch) for size, batch in ((224, 1), (64, 64))
-           for arch in ("alexnet", "vgg16", "resnet18")]
+           for arch in ("alexnet", "vgg16", "resnet18")] + [("resnet50", 224, 1)]
 
 
 def export(module, x, path, dynamic_batch):
@@ -46,8 +46,9 @@ def export(module, x, path, dynamic_batch):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
+    archs = sys.argv[2].split(",") if len(sys.argv) == 3 else None
     d = sys.argv[1]
     os.makedirs(d, exist_ok=True)
     manifest_path = os.path.join(d, "export.json")
@@ -55,7 +56,8 @@ def main():
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
-    jobs = [("forward_%s_%d_b%d" % (a, s, b), a, s, b) for a, s, b in FORWARD]
+    jobs = [("forward_%s_%d_b%d" % (a, s, b), a, s, b) for a, s, b in FORWARD
+            if archs is None or a in archs]
     jobs += [("probe_%d" % s, None, s, 1) for s in (64, 224)]
     for name, arch, size, batch in jobs:
         path = os.path.join(d, name + ".onnx")

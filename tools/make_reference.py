@@ -12,7 +12,8 @@ claim without committing whole activations:
       idx_j = j * (numel // 256) + (j * 7919) % max(1, numel // 256),  j = 0..255
   -- or every value when numel <= 4096 -- plus the full logits.
 
-Two cases per architecture:
+Two cases per architecture (the other torchvision networks, MORE_ARCHS:
+synth224 only, with 64 samples per split point):
 
   fmnist64  the project's reference models (models/<arch>_fmnist64.safetensors[.xz],
             read here with lzma + a small safetensors reader, F16 -> float32),
@@ -34,12 +35,13 @@ against it bit for bit.
 
 Floats are written with 9 significant digits, which round-trips float32.
 
-Run from the repository root (takes ~1 minute on 2 cores):
+Run from the repository root (takes a few minutes on 2 cores):
 
     /usr/bin/python3 tools/make_reference.py
 
 Optional: --out DIR (default tests/data/ref), --fmnist DIR
-(default /usr/share/datasets/fashion-mnist). The output is deterministic for
+(default /usr/share/datasets/fashion-mnist), --only resnet50,vgg11,...
+(only those synth224 files). The output is deterministic for
 a given torch build; the torch/torchvision versions are recorded in every file.
 """
 
@@ -58,6 +60,11 @@ import torch.nn.functional as F
 import torchvision
 
 ARCHS = ("alexnet", "vgg16", "resnet18")
+# The other torchvision networks cwba builds: synth224 only (no trained
+# reference models), 64 samples per split point to keep the files small.
+MORE_ARCHS = ("resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn", "vgg13",
+              "vgg13_bn", "vgg16_bn", "vgg19", "vgg19_bn")
+MORE_SAMPLES = 64
 NUM_SAMPLES = 256
 FULL_LIMIT = 4096
 FMNIST_IMAGES = 2
@@ -187,7 +194,7 @@ def build_model(arch, num_classes):
 
 def split_modules(model, arch):
     """(split name, module) in network order, names as in include/cwba/nn.h."""
-    if arch in ("alexnet", "vgg16"):
+    if arch.startswith(("alexnet", "vgg")):
         return [("features.%d" % k, m) for k, m in enumerate(model.features)]
     out = [(n, getattr(model, n)) for n in ("conv1", "bn1", "relu", "maxpool")]
     for layer in (1, 2, 3, 4):
@@ -223,18 +230,18 @@ def f9(v):
     return float("%.9g" % float(v))
 
 
-def sample_indices(numel):
+def sample_indices(numel, nsamp=NUM_SAMPLES):
     if numel <= FULL_LIMIT:
         return list(range(numel))
-    step = numel // NUM_SAMPLES
-    return [j * step + (j * 7919) % max(1, step) for j in range(NUM_SAMPLES)]
+    step = numel // nsamp
+    return [j * step + (j * 7919) % max(1, step) for j in range(nsamp)]
 
 
-def summarize(name, t):
+def summarize(name, t, nsamp=NUM_SAMPLES):
     a = t.numpy().astype(np.float32)
     flat = a.reshape(-1)
     d = flat.astype(np.float64)
-    idx = sample_indices(flat.size)
+    idx = sample_indices(flat.size, nsamp)
     return {
         "name": name,
         "shape": list(a.shape),
@@ -248,8 +255,8 @@ def summarize(name, t):
     }
 
 
-def header(arch, case):
-    return {
+def header(arch, case, nsamp=NUM_SAMPLES):
+    obj = {
         "format": "cwba-ref-1",
         "generator": "tools/make_reference.py",
         "torch": torch.__version__,
@@ -258,8 +265,11 @@ def header(arch, case):
         "case": case,
         "sample_rule": "numel <= %d: all values; else idx_j = j*(numel//%d) + "
                        "(j*7919) %% max(1, numel//%d), j = 0..%d"
-                       % (FULL_LIMIT, NUM_SAMPLES, NUM_SAMPLES, NUM_SAMPLES - 1),
+                       % (FULL_LIMIT, nsamp, nsamp, nsamp - 1),
     }
+    if nsamp != NUM_SAMPLES:
+        obj["num_samples"] = nsamp
+    return obj
 
 
 def write_json(path, obj):
@@ -330,10 +340,10 @@ def case_fmnist(root, out_dir, fmnist_dir):
         write_json(os.path.join(out_dir, "%s_fmnist64.json" % arch), obj)
 
 
-def case_synth(out_dir):
+def case_synth(out_dir, archs=ARCHS, nsamp=NUM_SAMPLES):
     x = synth_stream("input", SYNTH_INPUT_SEED, 3 * SYNTH_SIZE * SYNTH_SIZE)
     x = torch.from_numpy(x.reshape(1, 3, SYNTH_SIZE, SYNTH_SIZE).copy())
-    for arch in ARCHS:
+    for arch in archs:
         model = build_model(arch, SYNTH_CLASSES)
         sd = model.state_dict()
         synth = synth_state_dict(sd, SYNTH_WEIGHT_SEED)
@@ -342,14 +352,14 @@ def case_synth(out_dir):
         assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
         model.eval()
         feats, logits = run_with_splits(model, arch, x)
-        obj = header(arch, "synth224")
+        obj = header(arch, "synth224", nsamp)
         obj.update({
             "weights": {"synthetic_seed": SYNTH_WEIGHT_SEED},
             "input": {"synthetic_name": "input", "seed": SYNTH_INPUT_SEED},
             "input_size": SYNTH_SIZE,
             "num_classes": SYNTH_CLASSES,
             "batch": 1,
-            "splits": [summarize(n, t) for n, t in feats],
+            "splits": [summarize(n, t, nsamp) for n, t in feats],
             "logits": [[f9(v) for v in row] for row in logits.numpy()],
         })
         write_json(os.path.join(out_dir, "%s_synth224.json" % arch), obj)
@@ -393,14 +403,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(root, "tests", "data", "ref"))
     ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--only", help="comma-separated architectures of MORE_ARCHS: write only "
+                    "their synth224 files")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)  # only affects the throw-away default initialisation
     os.makedirs(args.out, exist_ok=True)
     print("torch %s, torchvision %s" % (torch.__version__, torchvision.__version__))
+    if args.only:
+        only = args.only.split(",")
+        assert all(a in MORE_ARCHS for a in only), only
+        case_synth(args.out, only, MORE_SAMPLES)
+        return 0
     case_vectors(args.out)
     case_fmnist(root, args.out, args.fmnist)
     case_synth(args.out)
+    case_synth(args.out, MORE_ARCHS, MORE_SAMPLES)
     return 0
 
 

@@ -1,5 +1,6 @@
-/* cwba/nn.h — torchvision AlexNet, VGG16 and ResNet18 (eval mode), cut at any
- * split point into a front end (image -> feature) and a back end (feature -> logits). */
+/* cwba/nn.h — torchvision's AlexNet, VGG (11/13/16/19, with and without
+ * batch norm) and ResNet (18/34/50/101/152) in eval mode, cut at any split
+ * point into a front end (image -> feature) and a back end (feature -> logits). */
 #ifndef CWBA_NN_H
 #define CWBA_NN_H
 
@@ -10,10 +11,19 @@
 extern "C" {
 #endif
 
-typedef enum cwba_arch { CWBA_ARCH_ALEXNET, CWBA_ARCH_VGG16, CWBA_ARCH_RESNET18 } cwba_arch;
+typedef enum cwba_arch {
+    CWBA_ARCH_ALEXNET, CWBA_ARCH_VGG16, CWBA_ARCH_RESNET18,
+    CWBA_ARCH_RESNET34, CWBA_ARCH_RESNET50, CWBA_ARCH_RESNET101, CWBA_ARCH_RESNET152,
+    CWBA_ARCH_VGG11, CWBA_ARCH_VGG13, CWBA_ARCH_VGG19,
+    CWBA_ARCH_VGG11_BN, CWBA_ARCH_VGG13_BN, CWBA_ARCH_VGG16_BN, CWBA_ARCH_VGG19_BN
+} cwba_arch;
 
+/* torchvision's names: "alexnet", "vgg11" .. "vgg19_bn", "resnet18" .. "resnet152". */
 cwba_status cwba_arch_parse(const char *name, cwba_arch *out, cwba_error *err);
 const char *cwba_arch_name(cwba_arch a);
+/* Every architecture, i = 0 .. cwba_arch_count() - 1, in family order. */
+int cwba_arch_count(void);
+cwba_arch cwba_arch_at(int i);
 
 typedef struct cwba_model cwba_model;
 
@@ -31,8 +41,9 @@ int cwba_model_num_classes(const cwba_model *m);
 int cwba_model_input_size(const cwba_model *m);
 
 /* Split points in network order. Names follow torchvision module paths:
- * alexnet/vgg16 "features.K"; resnet18 "conv1" "bn1" "relu" "maxpool"
- * "layer1.0" "layer1.1" "layer1" ... "layer4" ("layerN" == "layerN.1"). */
+ * alexnet/vgg* "features.K"; resnet* "conv1" "bn1" "relu" "maxpool"
+ * "layer1.0" "layer1.1" ... "layer1" ... "layer4" ("layerN" is the output
+ * of layerN's last block, e.g. "layer1.1" in resnet18, "layer3.5" in resnet50). */
 int cwba_model_num_splits(const cwba_model *m);
 const char *cwba_model_split_name(const cwba_model *m, int split);
 void cwba_model_split_shape(const cwba_model *m, int split, int *c, int *h, int *w);

@@ -22,9 +22,22 @@
 static const struct {
     const char *arch, *url;
 } k_torchvision[] = {
+    /* IMAGENET1K_V1 of torchvision 0.14's models/alexnet.py, resnet.py and
+     * vgg.py (the weights of the original's era). */
     {"alexnet", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"},
     {"resnet18", "https://download.pytorch.org/models/resnet18-f37072fd.pth"},
+    {"resnet34", "https://download.pytorch.org/models/resnet34-b627a593.pth"},
+    {"resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth"},
+    {"resnet101", "https://download.pytorch.org/models/resnet101-63fe2227.pth"},
+    {"resnet152", "https://download.pytorch.org/models/resnet152-394f9c45.pth"},
+    {"vgg11", "https://download.pytorch.org/models/vgg11-8a719046.pth"},
+    {"vgg11_bn", "https://download.pytorch.org/models/vgg11_bn-6002323d.pth"},
+    {"vgg13", "https://download.pytorch.org/models/vgg13-19584684.pth"},
+    {"vgg13_bn", "https://download.pytorch.org/models/vgg13_bn-abd245e5.pth"},
     {"vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth"},
+    {"vgg16_bn", "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth"},
+    {"vgg19", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"},
+    {"vgg19_bn", "https://download.pytorch.org/models/vgg19_bn-c79401a0.pth"},
 };
 
 const char *cwba_torchvision_url(const char *arch)
