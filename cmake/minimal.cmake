@@ -22,7 +22,7 @@ enable_testing()
 set(CWBA_MIN_TESTS
   test_core_isa test_nn_layers test_nn_blocked test_nn_directconv test_nn_winograd
   test_nn_isa_golden
-  test_quant_quantizers test_quant_alloc test_quant_naive_fast test_quant_table
+  test_quant_quantizers test_quant_qmath test_quant_alloc test_quant_naive_fast test_quant_table
   test_codec_rc test_codec_stream test_codec_corpus)
 add_library(cwba_cmocka_standin STATIC tests/minimal/cmocka.c)
 target_include_directories(cwba_cmocka_standin PUBLIC tests/minimal)

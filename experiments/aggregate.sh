@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p results
-header="config,method,quant,alloc,reserve,bits,images,mse,feature_mse,top1,float_top1,agree,bits_per_element,stream_bits_per_element,stream_bits_per_element_adaptive,passes_per_image,seconds_per_image"
+header="config,method,quant,alloc,reserve,bits,images,mse,feature_mse,top1,float_top1,agree,bits_per_element,stream_bits_per_element,stream_bits_per_element_adaptive,passes_per_image,seconds_per_image,stream_bytes,stream_bytes_adaptive"
 echo "$header" >results/all.csv.tmp
 for dir in raw/*/; do
     [ -d "$dir" ] || continue
@@ -23,8 +23,8 @@ for dir in raw/*/; do
         key = q SUBSEP a SUBSEP r SUBSEP b
         if (!(key in N)) { order[++nk] = key }
         N[key] += n
-        split("mse feature_mse top1 float_top1 agree bits_per_element stream_bits_per_element stream_bits_per_element_adaptive passes_per_image seconds_per_image", F, " ")
-        for (i = 1; i <= 10; i++) { v = val(F[i]); if (v == "null") nullf[key, i] = 1; S[key, i] += (v + 0) * n }
+        split("mse feature_mse top1 float_top1 agree bits_per_element stream_bits_per_element stream_bits_per_element_adaptive passes_per_image seconds_per_image stream_bytes stream_bytes_adaptive", F, " ")
+        for (i = 1; i <= 12; i++) { v = val(F[i]); if (v == "null") nullf[key, i] = 1; S[key, i] += (v + 0) * n }
     }
     END {
         for (j = 1; j <= nk; j++) {
@@ -32,7 +32,7 @@ for dir in raw/*/; do
             method = (K[1] == "dorefa") ? "DoReFa quantization" : (K[2] == "none" ? K[1] " w/o BitAlloc" : "Ours(" K[3] " iter) " K[1])
             if (mid ~ /standalone$/) method = method " standalone"
             line = cfg "," method "," K[1] "," K[2] "," K[3] "," K[4] "," N[key]
-            for (i = 1; i <= 10; i++) line = line "," (((key, i) in nullf) ? "" : sprintf("%.8g", S[key, i] / N[key]))
+            for (i = 1; i <= 12; i++) line = line "," (((key, i) in nullf) ? "" : sprintf("%.8g", S[key, i] / N[key]))
             print line
         }
     }'

@@ -18,7 +18,8 @@ for csv in results/*.csv; do
     cfg=$(basename "$csv" .csv)
     case "$cfg" in all | rd-points | bdrate) continue ;; esac # not per-configuration tables
     orig=$(orig_for "$cfg")
-    awk -F, -v cfg="$cfg" -v orig="$orig" '
+    # Every configuration runs at 64x64 input pixels (run.sh's models).
+    awk -F, -v cfg="$cfg" -v orig="$orig" -v pixels=4096 '
     BEGIN {
         # The original tables name their bit depths in the second line
         # (",2,3,4,5,6,7," -- VGG16s only 2..5); the last column is runtime.
@@ -33,7 +34,7 @@ for csv in results/*.csv; do
     {
         m = $2; if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
         b = $6; mse[m, b] = $8; top[m, b] = $10; agr[m, b] = $12; cb[m, b] = $13; sf[m, b] = $14; sa[m, b] = $15
-        pas[m] += $16; sec[m] += $17; cnt[m]++; imgs[m] = $7; ft = $11; res[m] = $5
+        pas[m] += $16; sec[m] += $17; cnt[m]++; bf[m, b] = $18; ba[m, b] = $19; imgs[m] = $7; ft = $11; res[m] = $5
     }
     function row(m, arr,   s, b) { s = "| " m " (" imgs[m] ")"; for (b = 2; b <= 7; b++) s = s sprintf(" | %.4g", arr[m, b]); return s }
     END {
@@ -53,6 +54,10 @@ for csv in results/*.csv; do
         print "| method | 2 | 3 | 4 | 5 | 6 | 7 |"
         print "|---|---|---|---|---|---|---|"
         for (i = 1; i <= nm; i++) { m = order[i]; if (m ~ /standalone/) continue; s = "| " m; for (b = 2; b <= 7; b++) s = s sprintf(" | %.2f / %.2f / %.2f", cb[m, b], sf[m, b], sa[m, b]); print s " |" }
+        print "\nRate in the field'"'"'s units, the whole stream: bytes per image and bits per input pixel (64×64), fixed / adaptive payload:\n"
+        print "| method | 2 | 3 | 4 | 5 | 6 | 7 |"
+        print "|---|---|---|---|---|---|---|"
+        for (i = 1; i <= nm; i++) { m = order[i]; if (m ~ /standalone/) continue; s = "| " m; for (b = 2; b <= 7; b++) s = s sprintf(" | %.0f / %.0f B, %.3f / %.3f bpp", bf[m, b], ba[m, b], bf[m, b] * 8 / pixels, ba[m, b] * 8 / pixels); print s " |" }
         if (orig != "") {
             print "\nMSE ratio uniform w/o allocation ÷ ours (> 1: channel-wise allocation helps) — ours on Fashion-MNIST, [the original on ImageNet]:\n"
             print "| reserve | 2 | 3 | 4 | 5 | 6 | 7 |"

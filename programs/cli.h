@@ -30,6 +30,12 @@ typedef struct cli_optdef {
     {"alpha", 1, "weight of the mean priority (default 0.9)"},                                   \
         {"beta", 1, "weight of the std priority (default 0.1)"},                                 \
         {"dorefa-clip", 1, "DoReFa clip value (default 0.9, as the original)"}
+/* Probe sharing, one meaning for evaluate and reproduce: by default the
+ * channel-wise configurations of one image share its probe errors (exact:
+ * the same results; a row's passes and seconds are then what it adds). */
+#define CLI_FRESH_PROBES_HELP                                                                    \
+    "each configuration computes its own probe errors (standalone passes and times per row; "  \
+    "default: the configurations of an image share them, same results)"
 /* Image selection after --data (cli_data_open reads them with --every). */
 #define CLI_SELECT_OPTIONS                                                                       \
     {"limit", 1, "use at most N images"}, {"offset", 1, "skip the first K images"}

@@ -174,10 +174,13 @@ int cmd_encode(int argc, char **argv)
         cli_data_report_skipped(&cd);
         /* with --post, stdout holds the answers (JSON Lines) */
         fprintf(pc ? stderr : stdout,
-                "encoded %d images %s %s: %.1f bytes/image, %.4f bits/element (%s payload)\n",
+                "encoded %d images %s %s: %.1f bytes/image, %.4f bits/element, %.5f bits/input "
+                "pixel (%s payload)\n",
                 written, out_dir ? "into" : "for", out_dir ? out_dir : post_url,
                 written ? total_bytes / written : 0.0,
-                written ? total_bytes * 8 / written / (double)feat : 0.0, cwba_stream_mode_name(mode));
+                written ? total_bytes * 8 / written / (double)feat : 0.0,
+                written ? total_bytes * 8 / written / ((double)S * S) : 0.0,
+                cwba_stream_mode_name(mode));
     }
     free(in), free(x), free(y0), free(n), free(buf);
     post_client_close(pc);

@@ -20,7 +20,7 @@ static const cli_optdef defs[] = {
     {"every", 1, "take every K-th image (the original's protocol: --every 50 on ImageNet val)"},
     {"skip-unreadable", 0, "skip images that cannot be decoded (counted at the end)"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},
-    {"fresh-probes", 0, "do not share probe errors between reserves (standalone timings)"},
+    {"fresh-probes", 0, CLI_FRESH_PROBES_HELP},
     {"codec", 1, "standard-codec anchor instead of --quant: jpeg | webp | hevc (docs/anchors.md)"},
     {"quality", 1, "anchor qualities, comma list: JPEG/WebP quality 0..100, HEVC QP 0..51"},
     {"json", 0, "JSON Lines output, one object per (bits, reserve) or anchor quality"},

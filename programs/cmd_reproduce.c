@@ -22,7 +22,7 @@ static const cli_optdef defs[] = {
     {"every", 1, "take every K-th evaluation image (default 100)"},
     {"offset", 1, "skip the first K evaluation images"},
     {"reserve", 1, "reserves for the channel-wise rows (default 0,10,40)"},
-    {"share-probes", 0, "share probe errors between reserves (faster; per-row times become incremental)"},
+    {"fresh-probes", 0, CLI_FRESH_PROBES_HELP},
     {"bits", 1, "bit depths (default 2,3,4,5,6,7)"},
     CLI_ALLOC_OPTIONS,
     {"threads", 1, "worker threads (default 2)"},
@@ -161,7 +161,7 @@ int cmd_reproduce(int argc, char **argv)
         rc = 1;
     } else {
         rc = engine_evaluate(cm.model, split, &cd, methods, nm, bits, nbits, tables, alpha, beta,
-                             clip, !cli_has(&o, "share-probes"), res, &sum);
+                             clip, cli_has(&o, "fresh-probes"), res, &sum);
     }
     if (rc == 0) {
         const char *sn = cwba_model_split_name(cm.model, split);
@@ -175,9 +175,10 @@ int cmd_reproduce(int argc, char **argv)
                                &sum);
             printf("s/image: allocation (online iterations included) + quantization + one back-end "
                    "pass, %ld threads%s.\n",
-                   threads, cli_has(&o, "share-probes")
-                                ? "; reserves share probe errors, so their times are incremental"
-                                : "; each row computed on its own");
+                   threads, cli_has(&o, "fresh-probes")
+                                ? "; each row computed on its own (--fresh-probes)"
+                                : "; the rows of an image share probe errors, so their passes and "
+                                  "times are incremental (--fresh-probes: each on its own)");
         }
     }
     free(res);

@@ -167,6 +167,150 @@ void engine_free_tables(cwba_table tables[6])
 
 /* -------------------------------------------------------------- evaluation */
 
+/* One image's state while its configurations are evaluated. */
+typedef struct eval_image {
+    const float *x, *y0;   /* (C, HW), (K) */
+    double t_y0;           /* seconds of the reference pass */
+    cwba_eval_ctx *ctx[2]; /* uniform, log: made on first use */
+} eval_image;
+
+typedef struct eval_run {
+    cwba_backend be;
+    int C, HW, K;
+    size_t feat;
+    const cwba_table *tables;
+    double alpha, beta, clip;
+    int fresh_probes;
+    cwba_stream_info si;
+    uint8_t *stream;
+    size_t stream_cap;
+    uint32_t *codes; /* (C, HW) */
+    int *n;          /* (C) */
+} eval_run;
+
+/* The quantized feature xh, its codes (er->codes) and interval counts
+ * (er->n) of one configuration, with the passes and seconds it is charged. */
+static int eval_quantize(eval_run *er, eval_image *im, const engine_method *me, int b, float *xh,
+                         engine_result *r, double *code_bits)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    const int C = er->C;
+    if (me->quant == CWBA_QUANT_DOREFA) {
+        cwba_dorefa(im->x, er->feat, b, (float)er->clip, xh);
+        const int levels = (1 << b) - 1;
+        for (size_t i = 0; i < er->feat; i++)
+            er->codes[i] = cwba_quant_code_ref(CWBA_QUANT_DOREFA, im->x[i], 0.0f, (float)er->clip,
+                                               levels);
+        *code_bits = b;
+        return 0;
+    }
+    if (me->alloc == ALLOC_NONE) {
+        for (int c = 0; c < C; c++) er->n[c] = (1 << b) - 1;
+        if (cwba_quantize_feature(me->quant, im->x, C, er->HW, er->n, xh, er->codes, &err))
+            return cli_fail_status(&err);
+    } else {
+        int qi = me->quant == CWBA_QUANT_LOG;
+        if (!im->ctx[qi] && cwba_eval_ctx_create(&er->be, me->quant, im->x, im->y0, er->alpha,
+                                                 er->beta, &im->ctx[qi], &err))
+            return cli_fail_status(&err);
+        if (er->fresh_probes) cwba_eval_ctx_fresh_probes(im->ctx[qi]);
+        cwba_alloc_stats st = {0, 0, 0};
+        long steps = 0;
+        if (cwba_eval_ctx_run(im->ctx[qi], &er->tables[b - 2], b, me->reserve, er->n, xh,
+                              er->codes, &steps, &st, &err))
+            return cli_fail_status(&err);
+        r->passes += st.passes;
+        /* Online steps need the reference output y0: one pass and its time,
+         * charged only to a configuration that takes steps (reserve 0, or
+         * no leftover intervals, needs none). */
+        if (steps > 0) {
+            r->passes += 1;
+            r->seconds += im->t_y0;
+        }
+    }
+    double bits_sum = 0.0;
+    for (int c = 0; c < C; c++) bits_sum += log2((double)er->n[c] + 1.0);
+    *code_bits = bits_sum / C;
+    return 0;
+}
+
+/* Codes the configuration's codes as real bitstreams (both payload modes):
+ * the rate reported is the bytes that would travel. */
+static int eval_encode(eval_run *er, const eval_image *im, const engine_method *me, int b,
+                       engine_result *r)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    cwba_stream_info *si = &er->si;
+    si->quant = me->quant;
+    si->bits = b;
+    si->clip = (float)er->clip;
+    si->mn = si->mx = 0.0f;
+    if (me->quant != CWBA_QUANT_DOREFA) {
+        cwba_feature_range(im->x, er->feat, &si->mn, &si->mx);
+        /* The log quantizer passes a range below float32 resolution through
+         * uncoded, which the bitstream cannot carry. */
+        if (me->quant == CWBA_QUANT_LOG && si->mx > si->mn &&
+            !(cwba_quant_code_ref(CWBA_QUANT_LOG, si->mx, si->mn, si->mx, 1) == 1)) {
+            r->stream_failures++;
+            return 0;
+        }
+    }
+    size_t lens[2] = {0, 0};
+    int coded = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        si->mode = mode == 0 ? CWBA_STREAM_FIXED : CWBA_STREAM_ADAPTIVE;
+        size_t len = 0;
+        cwba_status st = cwba_stream_encode(si, me->quant == CWBA_QUANT_DOREFA ? NULL : er->n,
+                                            er->codes, er->stream, er->stream_cap, &len, NULL,
+                                            &err);
+        if (st == CWBA_E_UNSUPPORTED) {
+            if (mode == 0) r->stream_failures++;
+            continue;
+        }
+        if (st) return cli_fail_status(&err);
+        r->stream_bytes_sum[mode] += (double)len;
+        lens[mode] = len;
+        coded |= 1 << mode;
+    }
+    /* Mode auto keeps the smaller payload; the rest of the stream is the same. */
+    if (coded == 3) r->stream_bytes_sum[2] += (double)(lens[0] < lens[1] ? lens[0] : lens[1]);
+    return 0;
+}
+
+/* One batched back-end pass for every configuration's final feature, and
+ * the per-configuration figures. */
+static int eval_final(cwba_model *m, int split, eval_run *er, const eval_image *im, int label,
+                      const float *xhat, float *logits, const double *slot_time, int nslots,
+                      engine_result *res)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    double t0 = cwba_now();
+    for (int s0 = 0; s0 < nslots; s0 += er->be.max_batch) {
+        int nb = nslots - s0 < er->be.max_batch ? nslots - s0 : er->be.max_batch;
+        if (cwba_model_forward_back(m, split, xhat + er->feat * (size_t)s0, nb,
+                                    logits + (size_t)er->K * s0, &err))
+            return cli_fail_status(&err);
+    }
+    double t_final = (cwba_now() - t0) / nslots;
+    int top0 = argmax(im->y0, er->K);
+    for (int s = 0; s < nslots; s++) {
+        engine_result *r = &res[s];
+        const float *lg = logits + (size_t)er->K * s;
+        r->images++;
+        r->mse_sum += cwba_mse(lg, im->y0, (size_t)er->K);
+        r->feature_mse_sum += cwba_mse(xhat + er->feat * (size_t)s, im->x, er->feat);
+        int t = argmax(lg, er->K);
+        if (label >= 0 && t == label) r->correct++;
+        if (t == top0) r->agree++;
+        r->seconds += slot_time[s] + t_final;
+        r->passes += 1;
+    }
+    return 0;
+}
+
 int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
                     int nmethods, const long *bits, int nbits, cwba_table tables[6],
                     double alpha, double beta, double dorefa_clip, int fresh_probes,
@@ -174,17 +318,28 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
 {
     cwba_error err;
     cwba_error_clear(&err);
-    cwba_backend be;
+    eval_run er;
+    memset(&er, 0, sizeof er);
     cli_backend_ctx bctx;
-    cli_backend_init(&be, &bctx, m, split);
-    int C = be.C, HW = be.H * be.W, K = be.K, S = cwba_model_input_size(m);
-    size_t feat = (size_t)C * HW;
+    cli_backend_init(&er.be, &bctx, m, split);
+    er.C = er.be.C;
+    er.HW = er.be.H * er.be.W;
+    er.K = er.be.K;
+    er.feat = (size_t)er.C * er.HW;
+    er.tables = tables;
+    er.alpha = alpha;
+    er.beta = beta;
+    er.clip = dorefa_clip;
+    er.fresh_probes = fresh_probes;
+    const int K = er.K, S = cwba_model_input_size(m);
+    const size_t feat = er.feat;
     int nslots = nmethods * nbits;
     memset(sum, 0, sizeof *sum);
-    sum->C = C;
+    sum->C = er.C;
     sum->conv = cwba_model_conv_algo(m);
-    sum->H = be.H;
-    sum->W = be.W;
+    sum->H = er.be.H;
+    sum->W = er.be.W;
+    sum->input_pixels = (long)S * S;
     for (int i = 0; i < nmethods; i++)
         for (int j = 0; j < nbits; j++) {
             engine_result *r = &res[i * nbits + j];
@@ -192,39 +347,31 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             r->method = methods[i];
             r->bits = (int)bits[j];
         }
+    snprintf(er.si.model, sizeof er.si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
+    snprintf(er.si.split, sizeof er.si.split, "%s", cwba_model_split_name(m, split));
+    er.si.C = er.C;
+    er.si.H = er.be.H;
+    er.si.W = er.be.W;
+    er.stream_cap = feat * 48 + 65536;
     float *in = malloc(sizeof(float) * 3 * (size_t)S * S);
     float *x = malloc(sizeof(float) * feat);
     float *y0 = malloc(sizeof(float) * (size_t)K);
     float *xhat = malloc(sizeof(float) * feat * (size_t)nslots);
     float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nslots);
-    int *n = malloc(sizeof(int) * (size_t)C);
     double *slot_time = malloc(sizeof(double) * (size_t)nslots);
-    /* Every configuration's feature is also coded as a real bitstream (both
-     * payload modes) so that the reported rate is the bytes that would travel. */
-    cwba_stream_info si;
-    memset(&si, 0, sizeof si);
-    snprintf(si.model, sizeof si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
-    snprintf(si.split, sizeof si.split, "%s", cwba_model_split_name(m, split));
-    si.C = C;
-    si.H = be.H;
-    si.W = be.W;
-    size_t stream_cap = feat * 48 + 65536;
-    uint8_t *stream = malloc(stream_cap);
-    float *xdec = malloc(sizeof(float) * feat);
-    if (!in || !x || !y0 || !xhat || !logits || !n || !slot_time || !stream || !xdec) {
-        cli_error("out of memory");
-        free(in), free(x), free(y0), free(xhat), free(logits), free(n), free(slot_time);
-        free(stream), free(xdec);
-        return 1;
-    }
+    er.n = malloc(sizeof(int) * (size_t)er.C);
+    er.codes = malloc(sizeof(uint32_t) * feat);
+    er.stream = malloc(er.stream_cap);
     int rc = 0;
+    if (!in || !x || !y0 || !xhat || !logits || !slot_time || !er.n || !er.codes || !er.stream) {
+        cli_error("out of memory");
+        rc = 1;
+    }
     cli_progress pr;
     cli_progress_start(&pr, "evaluate");
     double t_all = cwba_now();
     for (int i = 0; i < cd->count && !rc; i++) {
-        int label = -1;
-        double t_y0 = cwba_now();
-        int skipped = 0;
+        int label = -1, skipped = 0;
         if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
             rc = 1;
             break;
@@ -234,130 +381,37 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             rc = cli_fail_status(&err);
             break;
         }
-        t_y0 = cwba_now();
+        eval_image im = {x, y0, cwba_now(), {NULL, NULL}};
         if (cwba_model_forward_back(m, split, x, 1, y0, &err)) {
             rc = cli_fail_status(&err);
             break;
         }
-        t_y0 = cwba_now() - t_y0;
-        int top0 = argmax(y0, K);
+        im.t_y0 = cwba_now() - im.t_y0;
         sum->images++;
         if (label >= 0) {
             sum->labelled++;
-            if (top0 == label) sum->float_correct++;
+            if (argmax(y0, K) == label) sum->float_correct++;
         }
-        cwba_probe_cache *pc[2] = {NULL, NULL}; /* uniform, log: shared within the image */
-        for (int mi = 0; mi < nmethods && !rc; mi++) {
-            const engine_method *me = &methods[mi];
+        for (int mi = 0; mi < nmethods && !rc; mi++)
             for (int bi = 0; bi < nbits && !rc; bi++) {
                 int slot = mi * nbits + bi, b = (int)bits[bi];
-                engine_result *r = &res[slot];
-                float *xh = xhat + feat * (size_t)slot;
-                double t0 = cwba_now();
-                double code_bits = 0.0;
-                if (me->quant == CWBA_QUANT_DOREFA) {
-                    cwba_dorefa(x, feat, b, (float)dorefa_clip, xh);
-                    code_bits = b;
-                } else {
-                    if (me->alloc == ALLOC_NONE) {
-                        for (int c = 0; c < C; c++) n[c] = (1 << b) - 1;
-                        if (cwba_quantize_feature(me->quant, x, C, HW, n, xh, NULL, &err)) {
-                            rc = cli_fail_status(&err);
-                            break;
-                        }
-                    } else {
-                        cwba_eval_params p = {me->quant, b, me->reserve, alpha, beta};
-                        int qi = me->quant == CWBA_QUANT_LOG;
-                        cwba_probe_cache *cache = NULL;
-                        cwba_alloc_stats st = {0, 0, 0};
-                        if (me->reserve > 0) {
-                            if (fresh_probes || !pc[qi]) {
-                                if (cwba_probe_cache_create(&be, me->quant, x, y0, &cache, &err)) {
-                                    rc = cli_fail_status(&err);
-                                    break;
-                                }
-                                if (!fresh_probes) pc[qi] = cache;
-                            } else {
-                                cache = pc[qi];
-                            }
-                        }
-                        rc = cwba_evaluate_image(&be, cache, &tables[b - 2], &p, x, y0, n, xh, NULL,
-                                                 &st, &err)
-                                 ? cli_fail_status(&err)
-                                 : 0;
-                        if (fresh_probes) cwba_probe_cache_free(cache);
-                        if (rc) break;
-                        r->passes += st.passes;
-                        if (me->reserve > 0) { /* online steps need the reference output */
-                            r->passes += 1;
-                            r->seconds += t_y0;
-                        }
-                    }
-                    for (int c = 0; c < C; c++) code_bits += log2((double)n[c] + 1.0);
-                    code_bits /= C;
-                }
+                double t0 = cwba_now(), code_bits = 0.0;
+                rc = eval_quantize(&er, &im, &methods[mi], b, xhat + feat * (size_t)slot,
+                                   &res[slot], &code_bits);
                 slot_time[slot] = cwba_now() - t0;
-                r->code_bits_sum += code_bits;
-                si.quant = me->quant;
-                si.bits = b;
-                si.clip = (float)dorefa_clip;
-                for (int mode = 0; mode < 2 && !rc; mode++) {
-                    si.mode = mode == 0 ? CWBA_STREAM_FIXED : CWBA_STREAM_ADAPTIVE;
-                    size_t len = 0;
-                    cwba_status st = cwba_stream_encode_feature(
-                        &si, x, me->quant == CWBA_QUANT_DOREFA ? NULL : n, stream, stream_cap,
-                        &len, xdec, NULL, &err);
-                    if (st == CWBA_E_UNSUPPORTED) {
-                        if (mode == 0) r->stream_failures++;
-                        continue;
-                    }
-                    if (st) {
-                        rc = cli_fail_status(&err);
-                        break;
-                    }
-                    /* what the cloud decodes must be exactly what we evaluate */
-                    if (mode == 0 && memcmp(xdec, xh, sizeof(float) * feat) != 0) {
-                        cli_error("internal: bitstream reconstruction differs from the quantizer's "
-                                  "output (%s, %d bits)", cwba_quant_name(me->quant), b);
-                        rc = 1;
-                        break;
-                    }
-                    r->stream_bytes_sum[mode] += (double)len;
-                }
+                res[slot].code_bits_sum += code_bits;
+                if (!rc) rc = eval_encode(&er, &im, &methods[mi], b, &res[slot]);
             }
-        }
-        cwba_probe_cache_free(pc[0]);
-        cwba_probe_cache_free(pc[1]);
-        if (rc) break;
-        /* One batched back-end pass for every configuration's final feature. */
-        double t0 = cwba_now();
-        for (int s0 = 0; s0 < nslots && !rc; s0 += be.max_batch) {
-            int nb = nslots - s0 < be.max_batch ? nslots - s0 : be.max_batch;
-            if (cwba_model_forward_back(m, split, xhat + feat * (size_t)s0, nb,
-                                        logits + (size_t)K * s0, &err))
-                rc = cli_fail_status(&err);
-        }
-        if (rc) break;
-        double t_final = (cwba_now() - t0) / nslots;
-        for (int s = 0; s < nslots; s++) {
-            engine_result *r = &res[s];
-            const float *lg = logits + (size_t)K * s;
-            r->images++;
-            r->mse_sum += cwba_mse(lg, y0, (size_t)K);
-            r->feature_mse_sum += cwba_mse(xhat + feat * (size_t)s, x, feat);
-            int t = argmax(lg, K);
-            if (label >= 0 && t == label) r->correct++;
-            if (t == top0) r->agree++;
-            r->seconds += slot_time[s] + t_final;
-            r->passes += 1;
-        }
-        cli_progress_update(&pr, i + 1, cd->count);
+        cwba_eval_ctx_free(im.ctx[0]);
+        cwba_eval_ctx_free(im.ctx[1]);
+        if (!rc) rc = eval_final(m, split, &er, &im, label, xhat, logits, slot_time, nslots, res);
+        if (!rc) cli_progress_update(&pr, i + 1, cd->count);
     }
     cli_progress_end(&pr);
     cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;
-    free(in), free(x), free(y0), free(xhat), free(logits), free(n), free(slot_time);
-    free(stream), free(xdec);
+    free(in), free(x), free(y0), free(xhat), free(logits), free(slot_time);
+    free(er.n), free(er.codes), free(er.stream);
     return rc;
 }
 
@@ -392,6 +446,16 @@ void engine_print_json(FILE *f, const char *model, const char *split, const engi
     else
         fprintf(f, "\"stream_bytes\":null,\"stream_bits_per_element\":null,"
                    "\"stream_bytes_adaptive\":null,\"stream_bits_per_element_adaptive\":null,");
+    /* The field's rate units, for the stream cwba encode writes (mode auto):
+     * bytes per image, bits per feature element and per input pixel. */
+    double px = (double)s->input_pixels;
+    if (r->stream_failures == 0 && elems > 0 && px > 0)
+        fprintf(f, "\"bytes_per_image\":%.2f,\"bits_per_element_stream\":%.6f,\"bits_per_pixel\":%.6f,",
+                r->stream_bytes_sum[2] / N, r->stream_bytes_sum[2] * 8 / N / elems,
+                r->stream_bytes_sum[2] * 8 / N / px);
+    else
+        fprintf(f, "\"bytes_per_image\":null,\"bits_per_element_stream\":null,\"bits_per_pixel\":null,");
+    fprintf(f, "\"input_pixels\":%ld,", s->input_pixels);
     fprintf(f, "\"passes_per_image\":%.3f,\"seconds_per_image\":%.6g,\"conv\":\"%s\",\"threads\":%d}\n",
             (double)r->passes / N, r->seconds / N, cwba_conv_algo_name(s->conv), cwba_get_threads());
 }
@@ -405,15 +469,18 @@ void engine_print_table(FILE *f, const char *model, const char *split, int C, in
     if (s->labelled > 0)
         fprintf(f, ", float model top-1 %.4f", (double)s->float_correct / (double)s->labelled);
     fprintf(f, "\n\n");
-    const char *titles[4] = {"output MSE (the original's metric)",
+    const char *titles[5] = {"output MSE (the original's metric)",
                              "top-1 accuracy (agreement with the float model)",
                              "exact code bits per element",
                              "bitstream bits per element, all side information included: "
-                             "fixed / adaptive payload"};
-    for (int t = 0; t < 4; t++) {
+                             "fixed / adaptive payload",
+                             "bitstream as cwba encode writes it (smaller payload): "
+                             "bytes per image / bits per input pixel"};
+    for (int t = 0; t < 5; t++) {
         fprintf(f, "%-24s", titles[t]);
         fprintf(f, "\n%-24s", "method \\ bits");
-        for (int j = 0; j < nbits; j++) fprintf(f, t == 1 || t == 3 ? " %15ld" : " %10ld", bits[j]);
+        for (int j = 0; j < nbits; j++)
+            fprintf(f, t == 4 ? " %17ld" : t == 1 || t == 3 ? " %15ld" : " %10ld", bits[j]);
         if (t == 0) fprintf(f, " %10s %10s", "s/image", "passes/img");
         fprintf(f, "\n");
         for (int i = 0; i < nmethods; i++) {
@@ -435,6 +502,14 @@ void engine_print_table(FILE *f, const char *model, const char *split, int C, in
                     fprintf(f, " %15s", cell);
                 } else if (t == 2) {
                     fprintf(f, " %10.4f", r->code_bits_sum / N);
+                } else if (t == 4) {
+                    char cell[40];
+                    if (r->stream_failures == 0 && s->input_pixels > 0)
+                        snprintf(cell, sizeof cell, "%.1f / %.4f", r->stream_bytes_sum[2] / N,
+                                 r->stream_bytes_sum[2] * 8 / N / (double)s->input_pixels);
+                    else
+                        snprintf(cell, sizeof cell, "n/a");
+                    fprintf(f, " %17s", cell);
                 } else {
                     double el = (double)s->C * s->H * s->W;
                     char cell[40];

@@ -30,12 +30,14 @@ typedef struct engine_result {
     double code_bits_sum;  /* exact code cost per element, summed over images */
     double seconds;        /* allocation + quantization + final back-end pass */
     uint64_t passes;       /* back-end passes charged to this configuration */
-    double stream_bytes_sum[2]; /* real bitstream size per image: fixed, adaptive payload */
+    double stream_bytes_sum[3]; /* real bitstream size per image: fixed, adaptive payload, and
+                                 * the smaller of the two (what cwba encode writes: mode auto) */
     long stream_failures;  /* images a bitstream cannot carry (log on a degenerate range) */
 } engine_result;
 
 typedef struct engine_summary {
     int C, H, W; /* feature shape at the split */
+    long input_pixels; /* input image side squared (for bits per input pixel) */
     long images, labelled, float_correct;
     double seconds_total;
     cwba_conv_algo conv; /* the model's convolution arithmetic */

@@ -136,6 +136,35 @@ cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
                                 const float *y0, int *n_out, float *xhat, double *mse,
                                 cwba_alloc_stats *stats, cwba_error *err);
 
+/* Per-image evaluation context: everything that depends only on the image
+ * (quantizer parameters, priority order) is computed once at creation, each
+ * table's column sums once on first use, and the probe cache only when a
+ * configuration takes online steps. x (C, H, W) and y0 (K, may be NULL: then
+ * computed on first need, one counted pass) must outlive the context. */
+typedef struct cwba_eval_ctx cwba_eval_ctx;
+cwba_status cwba_eval_ctx_create(const cwba_backend *be, cwba_quant q, const float *x,
+                                 const float *y0, double alpha, double beta, cwba_eval_ctx **out,
+                                 cwba_error *err);
+void cwba_eval_ctx_free(cwba_eval_ctx *ec);
+/* One (table, bits, reserve): the final allocation n_out[C], the quantized
+ * feature xhat (C,H,W) and its codes (C,H,W), each may be NULL, and the
+ * online steps actually taken, min(reserve, leftover), in *steps (may be
+ * NULL). No back-end pass but the probes of those steps. Configurations run
+ * on one context share its probe errors (exact: a probe error depends only
+ * on its channel and n) unless cwba_eval_ctx_fresh_probes is called between
+ * them. */
+cwba_status cwba_eval_ctx_run(cwba_eval_ctx *ec, const cwba_table *table, int bits, int reserve,
+                              int *n_out, float *xhat, uint32_t *codes, long *steps,
+                              cwba_alloc_stats *stats, cwba_error *err);
+/* Drops the context's probe errors: the next run computes its own. */
+void cwba_eval_ctx_fresh_probes(cwba_eval_ctx *ec);
+/* Uses the caller's cache pc (made for the same feature and quantizer; not
+ * freed by the context) instead of the context's own. */
+cwba_status cwba_eval_ctx_use_probes(cwba_eval_ctx *ec, cwba_probe_cache *pc, cwba_error *err);
+/* The reference logits y0 (the caller's, or computed once). */
+cwba_status cwba_eval_ctx_y0(cwba_eval_ctx *ec, const float **y0, cwba_alloc_stats *stats,
+                             cwba_error *err);
+
 /* mean((a - b)^2) over n values, accumulated in double. */
 double cwba_mse(const float *a, const float *b, size_t n);
 

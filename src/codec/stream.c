@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec/rc.h"
+#include "quant/quant_internal.h"
 
 static const uint8_t MAGIC[4] = {'C', 'W', 'B', 'A'};
 
@@ -519,7 +520,7 @@ cwba_status cwba_stream_encode_feature(const cwba_stream_info *info, const float
         }
     } else {
         cwba_feature_range(x, total, &si.mn, &si.mx);
-        if (si.quant == CWBA_QUANT_LOG && si.mx > si.mn && !(logf(si.mx - si.mn + 1.0f) > 0.0f))
+        if (si.quant == CWBA_QUANT_LOG && si.mx > si.mn && !(cwba__qlogf(si.mx - si.mn + 1.0f) > 0.0f))
             st = cwba_fail(err, CWBA_E_UNSUPPORTED,
                            "bitstream encode: range [%g, %g] is below float32 resolution for the "
                            "log quantizer, which then passes the feature through uncoded",

@@ -148,6 +148,214 @@ void cwba_topup(int *n, int C, const int *order, long count)
     for (long i = 0; i < rest; i++) n[order[i]]++;
 }
 
+/* ------------------------------------------------- per-image context */
+
+#define EVAL_TABLES 8 /* column sums kept for this many tables */
+
+struct cwba_eval_ctx {
+    cwba_backend be;
+    cwba_qparams qp;
+    int C, HW, K;
+    size_t count;
+    const float *x;      /* (C, HW) the caller's feature, alive as long as the context */
+    const float *y0;     /* (K) or NULL */
+    float *y0own;        /* (K) y0 computed here, when neither caller nor cache has it */
+    double alpha, beta;
+    int *order;          /* (C) priority order, computed once */
+    int *n;              /* (C) work allocation */
+    float *scratch;      /* (HW) */
+    cwba_probe_cache *pc;/* created on first use, unless borrowed */
+    int pc_borrowed;
+    struct {
+        const cwba_table *t;
+        double *sum;     /* (C) column sums */
+    } tab[EVAL_TABLES];
+    int ntab;
+};
+
+static cwba_status params_check(const cwba_backend *be, cwba_quant q, double alpha, double beta,
+                                cwba_error *err)
+{
+    if (q != CWBA_QUANT_UNIFORM && q != CWBA_QUANT_LOG)
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: quantizer %s has no channel allocation",
+                         cwba_quant_name(q));
+    if (!isfinite(alpha) || !isfinite(beta))
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: alpha and beta must be finite");
+    (void)be;
+    return CWBA_OK;
+}
+
+void cwba_eval_ctx_free(cwba_eval_ctx *ec)
+{
+    if (!ec) return;
+    if (!ec->pc_borrowed) cwba_probe_cache_free(ec->pc);
+    for (int i = 0; i < ec->ntab; i++) free(ec->tab[i].sum);
+    free(ec->y0own);
+    free(ec->order);
+    free(ec->n);
+    free(ec->scratch);
+    free(ec);
+}
+
+cwba_status cwba_eval_ctx_create(const cwba_backend *be, cwba_quant q, const float *x,
+                                 const float *y0, double alpha, double beta, cwba_eval_ctx **out,
+                                 cwba_error *err)
+{
+    *out = NULL;
+    size_t count;
+    cwba_status st = cwba__backend_check(be, &count, err);
+    if (st != CWBA_OK) return st;
+    if (!x) return cwba_fail(err, CWBA_E_ARG, "evaluate: missing feature");
+    if ((st = params_check(be, q, alpha, beta, err)) != CWBA_OK) return st;
+    cwba_eval_ctx *ec = calloc(1, sizeof *ec);
+    if (!ec) return cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+    ec->be = *be;
+    ec->C = be->C;
+    ec->HW = be->H * be->W;
+    ec->K = be->K;
+    ec->count = count;
+    ec->x = x;
+    ec->y0 = y0;
+    ec->alpha = alpha;
+    ec->beta = beta;
+    st = cwba__qparams_from_feature(q, x, count, &ec->qp, err);
+    if (st != CWBA_OK) {
+        cwba_eval_ctx_free(ec);
+        return st;
+    }
+    ec->order = calloc((size_t)ec->C, sizeof *ec->order);
+    ec->n = malloc((size_t)ec->C * sizeof *ec->n);
+    ec->scratch = malloc((size_t)ec->HW * sizeof *ec->scratch);
+    if (!ec->order || !ec->n || !ec->scratch) {
+        cwba_eval_ctx_free(ec);
+        return cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+    }
+    cwba_priority(x, ec->C, ec->HW, alpha, beta, NULL, ec->order);
+    *out = ec;
+    return CWBA_OK;
+}
+
+cwba_status cwba_eval_ctx_use_probes(cwba_eval_ctx *ec, cwba_probe_cache *pc, cwba_error *err)
+{
+    if (pc && !cwba__probe_cache_matches(pc, &ec->be, ec->qp.q, ec->x))
+        return cwba_fail(err, CWBA_E_ARG,
+                         "evaluate: probe cache was made for another feature, shape or quantizer");
+    if (!ec->pc_borrowed) cwba_probe_cache_free(ec->pc);
+    ec->pc = pc;
+    ec->pc_borrowed = pc != NULL;
+    return CWBA_OK;
+}
+
+void cwba_eval_ctx_fresh_probes(cwba_eval_ctx *ec)
+{
+    if (!ec->pc_borrowed) cwba_probe_cache_free(ec->pc);
+    ec->pc = NULL;
+    ec->pc_borrowed = 0;
+}
+
+/* Column sums of t, computed once per table and context. Sums, not means:
+ * the same shares (the scale cancels), and whole numbers, so
+ * cwba_base_allocation floors them exactly. */
+static const double *table_sums(cwba_eval_ctx *ec, const cwba_table *t, double *tmp)
+{
+    for (int i = 0; i < ec->ntab; i++)
+        if (ec->tab[i].t == t) return ec->tab[i].sum;
+    double *sum = ec->ntab < EVAL_TABLES ? malloc((size_t)ec->C * sizeof *sum) : NULL;
+    if (!sum) sum = tmp; /* not kept: recomputed next time */
+    for (int c = 0; c < ec->C; c++) {
+        double sc = 0.0;
+        for (int r = 0; r < t->rows; r++) sc += t->data[(size_t)r * (size_t)ec->C + (size_t)c];
+        sum[c] = sc;
+    }
+    if (sum != tmp) {
+        ec->tab[ec->ntab].t = t;
+        ec->tab[ec->ntab].sum = sum;
+        ec->ntab++;
+    }
+    return sum;
+}
+
+cwba_status cwba_eval_ctx_run(cwba_eval_ctx *ec, const cwba_table *table, int bits, int reserve,
+                              int *n_out, float *xhat, uint32_t *codes, long *steps,
+                              cwba_alloc_stats *stats, cwba_error *err)
+{
+    if (steps) *steps = 0;
+    if (!ec || !table) return cwba_fail(err, CWBA_E_ARG, "evaluate: missing context or table");
+    if (bits < CWBA_BITS_MIN || bits > CWBA_BITS_MAX)
+        return cwba_fail(err, CWBA_E_ARG, "evaluate: bits %d outside %d..%d", bits, CWBA_BITS_MIN,
+                         CWBA_BITS_MAX);
+    if (reserve < 0) return cwba_fail(err, CWBA_E_ARG, "evaluate: negative reserve %d", reserve);
+    const int C = ec->C, HW = ec->HW;
+    if (table->C != C || table->rows < 1 || !table->data)
+        return cwba_fail(err, CWBA_E_SHAPE,
+                         "evaluate: interval table has %d columns and %d rows, need %d columns and "
+                         ">= 1 row",
+                         table->C, table->rows, C);
+    double *tmp = malloc((size_t)C * sizeof *tmp);
+    if (!tmp) return cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+    int *n = ec->n;
+    long L = cwba_base_allocation(table_sums(ec, table, tmp), C, bits, ec->order, n);
+    free(tmp);
+    long R = reserve < L ? reserve : L;
+    cwba_topup(n, C, ec->order, L - R);
+    cwba_status st = CWBA_OK;
+    if (R > 0) {
+        /* The probe cache (and y0 with it) is made only when a step needs it. */
+        if (!ec->pc) {
+            st = cwba_probe_cache_create(&ec->be, ec->qp.q, ec->x, ec->y0 ? ec->y0 : ec->y0own,
+                                         &ec->pc, err);
+            if (st != CWBA_OK) return st;
+            ec->pc_borrowed = 0;
+        }
+        st = cwba__greedy_run(ec->pc, n, R, R, stats, err);
+        if (st != CWBA_OK) return st;
+        if (steps) *steps = R;
+    }
+    if (xhat || codes) {
+        cwba__levels lv;
+        if (!cwba__levels_make(&ec->qp, n, C, HW, &lv))
+            return cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+        float *tmpx = xhat ? NULL : malloc(ec->count * sizeof *tmpx);
+        if (!xhat && !tmpx) {
+            cwba__levels_free(&lv);
+            return cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+        }
+        float *out = xhat ? xhat : tmpx; /* (C, HW) */
+        for (int c = 0; c < C; c++) {
+            size_t off = (size_t)c * (size_t)HW;
+            cwba__quant_channel(&ec->qp, ec->x + off, HW, n[c], out + off,
+                                codes ? codes + off : NULL, ec->scratch,
+                                cwba__levels_get(&lv, n[c]));
+        }
+        cwba__levels_free(&lv);
+        free(tmpx);
+    }
+    if (n_out) memcpy(n_out, n, (size_t)C * sizeof *n);
+    return CWBA_OK;
+}
+
+cwba_status cwba_eval_ctx_y0(cwba_eval_ctx *ec, const float **y0, cwba_alloc_stats *stats,
+                             cwba_error *err)
+{
+    if (ec->y0) {
+        *y0 = ec->y0;
+        return CWBA_OK;
+    }
+    if (ec->pc) return cwba__probe_cache_y0(ec->pc, y0, stats, err);
+    if (!ec->y0own) {
+        float *y = malloc((size_t)ec->K * sizeof *y);
+        if (!y) return cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
+        cwba_status st = cwba__backend_run(&ec->be, ec->x, 1, y, stats, err);
+        if (st != CWBA_OK) {
+            free(y);
+            return st;
+        }
+        ec->y0own = y;
+    }
+    *y0 = ec->y0own;
+    return CWBA_OK;
+}
+
 cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
                                 const cwba_table *table, const cwba_eval_params *p, const float *x,
                                 const float *y0, int *n_out, float *xhat, double *mse,
@@ -158,101 +366,34 @@ cwba_status cwba_evaluate_image(const cwba_backend *be, cwba_probe_cache *pc,
     if (st != CWBA_OK) return st;
     if (!table || !p || !x)
         return cwba_fail(err, CWBA_E_ARG, "evaluate: missing table, parameters or feature");
-    if (p->quant != CWBA_QUANT_UNIFORM && p->quant != CWBA_QUANT_LOG)
-        return cwba_fail(err, CWBA_E_ARG, "evaluate: quantizer %s has no channel allocation",
-                         cwba_quant_name(p->quant));
-    if (p->bits < CWBA_BITS_MIN || p->bits > CWBA_BITS_MAX)
-        return cwba_fail(err, CWBA_E_ARG, "evaluate: bits %d outside %d..%d", p->bits,
-                         CWBA_BITS_MIN, CWBA_BITS_MAX);
-    if (p->reserve < 0)
-        return cwba_fail(err, CWBA_E_ARG, "evaluate: negative reserve %d", p->reserve);
-    if (!isfinite(p->alpha) || !isfinite(p->beta))
-        return cwba_fail(err, CWBA_E_ARG, "evaluate: alpha and beta must be finite");
-    if (table->C != be->C || table->rows < 1 || !table->data)
-        return cwba_fail(err, CWBA_E_SHAPE,
-                         "evaluate: interval table has %d columns and %d rows, need %d columns and "
-                         ">= 1 row",
-                         table->C, table->rows, be->C);
-    if (pc && !cwba__probe_cache_matches(pc, be, p->quant, x))
-        return cwba_fail(err, CWBA_E_ARG,
-                         "evaluate: probe cache was made for another feature, shape or quantizer");
-    cwba_qparams qp;
-    st = cwba__qparams_from_feature(p->quant, x, count, &qp, err);
+    /* The context and its run check the rest (quantizer, weights, probe
+     * cache, bits, reserve, table shape). */
+    cwba_eval_ctx *ec;
+    st = cwba_eval_ctx_create(be, p->quant, x, y0, p->alpha, p->beta, &ec, err);
     if (st != CWBA_OK) return st;
-
-    const int C = be->C, HW = be->H * be->W, K = be->K;
-    int *n = malloc((size_t)C * sizeof *n);
-    int *order = calloc((size_t)C, sizeof *order);
-    double *avg = calloc((size_t)C, sizeof *avg);
-    float *xq = xhat ? NULL : malloc(count * sizeof *xq);
-    float *y = malloc((size_t)K * sizeof *y);
-    float *y0buf = malloc((size_t)K * sizeof *y0buf);
-    float *lut = malloc((size_t)HW * sizeof *lut);
-    cwba_probe_cache *own = NULL;
-    if (!n || !order || !avg || (!xhat && !xq) || !y || !y0buf || !lut) {
+    if (pc && (st = cwba_eval_ctx_use_probes(ec, pc, err)) != CWBA_OK) {
+        cwba_eval_ctx_free(ec);
+        return st;
+    }
+    float *xq = xhat || !mse ? NULL : malloc(count * sizeof *xq);
+    float *y = mse ? malloc((size_t)be->K * sizeof *y) : NULL;
+    if ((mse && !xhat && !xq) || (mse && !y)) {
         st = cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
         goto done;
     }
-    float *out = xhat ? xhat : xq; /* (C, H, W) */
-
-    cwba_priority(x, C, HW, p->alpha, p->beta, NULL, order);
-    /* Column sums, not means: the same shares (the scale cancels), and whole
-     * numbers, so cwba_base_allocation floors them exactly. */
-    for (int c = 0; c < C; c++) {
-        double sc = 0.0;
-        for (int r = 0; r < table->rows; r++) sc += table->data[(size_t)r * (size_t)C + (size_t)c];
-        avg[c] = sc;
-    }
-    long L = cwba_base_allocation(avg, C, p->bits, order, n);
-    long R = p->reserve < L ? p->reserve : L;
-    cwba_topup(n, C, order, L - R);
-
-    if (R > 0) {
-        if (!pc) {
-            st = cwba_probe_cache_create(be, p->quant, x, y0, &own, err);
-            if (st != CWBA_OK) goto done;
-            pc = own;
-        }
-        st = cwba__greedy_run(pc, n, R, R, stats, err);
-        if (st != CWBA_OK) goto done;
-    }
-
-    cwba__levels lv;
-    if (!cwba__levels_make(&qp, n, C, HW, &lv)) {
-        st = cwba_fail(err, CWBA_E_NOMEM, "evaluate: out of memory");
-        goto done;
-    }
-    for (int c = 0; c < C; c++) {
-        size_t off = (size_t)c * (size_t)HW;
-        cwba__quant_channel(&qp, x + off, HW, n[c], out + off, NULL, lut,
-                            cwba__levels_get(&lv, n[c]));
-    }
-    cwba__levels_free(&lv);
+    float *out = xhat ? xhat : xq;
+    st = cwba_eval_ctx_run(ec, table, p->bits, p->reserve, n_out, out, NULL, NULL, stats, err);
     /* The output error needs y0 and one pass on the quantized feature; a
      * caller that only wants the allocation (mse == NULL) pays for neither. */
-    if (mse) {
-        if (!y0 && pc) {
-            st = cwba__probe_cache_y0(pc, &y0, stats, err);
-            if (st != CWBA_OK) goto done;
-        } else if (!y0) {
-            st = cwba__backend_run(be, x, 1, y0buf, stats, err);
-            if (st != CWBA_OK) goto done;
-            y0 = y0buf;
-        }
-        st = cwba__backend_run(be, out, 1, y, stats, err);
-        if (st != CWBA_OK) goto done;
-        *mse = cwba_mse(y, y0, (size_t)K);
+    if (st == CWBA_OK && mse) {
+        const float *yr;
+        st = cwba_eval_ctx_y0(ec, &yr, stats, err);
+        if (st == CWBA_OK) st = cwba__backend_run(be, out, 1, y, stats, err);
+        if (st == CWBA_OK) *mse = cwba_mse(y, yr, (size_t)be->K);
     }
-    if (n_out) memcpy(n_out, n, (size_t)C * sizeof *n);
-
 done:
-    cwba_probe_cache_free(own);
-    free(n);
-    free(order);
-    free(avg);
     free(xq);
     free(y);
-    free(y0buf);
-    free(lut);
+    cwba_eval_ctx_free(ec);
     return st;
 }

@@ -14,6 +14,38 @@
  * accept a huge max_batch; the result does not depend on the batch size). */
 #define CWBA_BATCH_BYTES_MAX ((size_t)64 << 20)
 
+/* The quantizers' natural logarithm and exponential (src/quant/qmath.c):
+ * float32, correctly rounded, the same bits on every CPU and C library.
+ * The _n forms compute y[i] = f(x[i]) with the library's ISA (x and y may
+ * be the same array). The _slow_for_test forms always take the
+ * double-double path (tests check it against the fast one). */
+float cwba__logf(float x);
+float cwba__expf(float x);
+void cwba__logf_n(const float *x, float *y, size_t n);
+void cwba__expf_n(const float *x, float *y, size_t n);
+float cwba__logf_slow_for_test(float x);
+float cwba__expf_slow_for_test(float x);
+/* 1 if the fast path's rounding check fails for x (the slow path decides). */
+int cwba__qmath_slow_for_test(int is_log, float x);
+
+/* The logarithm and exponential of the log quantizer (codes, levels, the
+ * bitstream's decoder). With CWBA_QMATH_LIBC (CMake option CWBA_LIBM_LOGEXP,
+ * on by default) they are the C library's logf/expf, as the committed
+ * experiments were computed: glibc 2.36 is not correctly rounded (it
+ * differs from the nearest float on ~2e-4 of [1, FLT_MAX] for logf, ~7e-5
+ * of [0, 89] for expf), so figures of the log quantizer move at ~1e-7
+ * relative with cwba's own functions, and experiments/raw/<config>/log-*
+ * must be regenerated before the option is turned off. Off: cwba__logf /
+ * cwba__expf, the same bits on every CPU and C library. */
+#ifdef CWBA_QMATH_LIBC
+#include <math.h>
+#define cwba__qlogf logf
+#define cwba__qexpf expf
+#else
+#define cwba__qlogf cwba__logf
+#define cwba__qexpf cwba__expf
+#endif
+
 /* Everything one quantizer needs for one image: the global range and the
  * derived constants, computed once in the SPEC's float32 order. */
 typedef struct cwba_qparams {

@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define Q_X86 1
+#endif
+
 cwba_status cwba_quant_parse(const char *name, cwba_quant *out, cwba_error *err)
 {
     if (name && (strcmp(name, "uniform") == 0 || strcmp(name, "interval") == 0)) {
@@ -54,6 +59,59 @@ static float first_zero(const float *x, size_t n)
     return 0.0f;
 }
 
+#ifdef Q_X86
+/* The 16 lanes of cwba_feature_range in registers (the same selects:
+ * min_ps(v, lo) is v < lo ? v : lo). Returns the count of values done. */
+__attribute__((target("avx512f"))) static size_t range_avx512(const float *x, size_t n, float *lo,
+                                                              float *hi)
+{
+    __m512 l = _mm512_loadu_ps(lo), h = _mm512_loadu_ps(hi);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        l = _mm512_min_ps(v, l);
+        h = _mm512_max_ps(v, h);
+    }
+    _mm512_storeu_ps(lo, l);
+    _mm512_storeu_ps(hi, h);
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t range_avx2(const float *x, size_t n, float *lo,
+                                                         float *hi)
+{
+    __m256 l0 = _mm256_loadu_ps(lo), l1 = _mm256_loadu_ps(lo + 8);
+    __m256 h0 = _mm256_loadu_ps(hi), h1 = _mm256_loadu_ps(hi + 8);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        l0 = _mm256_min_ps(v0, l0);
+        l1 = _mm256_min_ps(v1, l1);
+        h0 = _mm256_max_ps(v0, h0);
+        h1 = _mm256_max_ps(v1, h1);
+    }
+    _mm256_storeu_ps(lo, l0);
+    _mm256_storeu_ps(lo + 8, l1);
+    _mm256_storeu_ps(hi, h0);
+    _mm256_storeu_ps(hi + 8, h1);
+    return i;
+}
+
+/* 1 if every value is finite (exponent field not all ones). */
+__attribute__((target("avx2"))) static int finite_avx2(const float *x, size_t n, size_t *done)
+{
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), e);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(u, e));
+    }
+    *done = i;
+    return _mm256_testz_si256(bad, bad);
+}
+#endif
+
 void cwba_feature_range(const float *x, size_t n, float *mn, float *mx)
 {
     enum { LANES = 16 };
@@ -64,6 +122,13 @@ void cwba_feature_range(const float *x, size_t n, float *mn, float *mx)
     float lo[LANES], hi[LANES];
     for (int j = 0; j < LANES; j++) lo[j] = hi[j] = x[0];
     size_t i = 0;
+#ifdef Q_X86
+    switch (cwba_isa_current()) {
+    case CWBA_ISA_AVX512: i = range_avx512(x, n, lo, hi); break;
+    case CWBA_ISA_AVX2: i = range_avx2(x, n, lo, hi); break;
+    default: break;
+    }
+#endif
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) {
             float v = x[i + j];
@@ -112,9 +177,9 @@ uint32_t cwba_quant_code_ref(cwba_quant q, float x, float mn, float mx, int n)
     float range = mx - mn;
     float t;
     if (q == CWBA_QUANT_LOG) {
-        float m = logf(range + 1.0f);
+        float m = cwba__qlogf(range + 1.0f);
         if (!(m > 0.0f)) return 0; /* range too small for ln: pass-through */
-        t = logf(x - mn + 1.0f) / m * (float)n;
+        t = cwba__qlogf(x - mn + 1.0f) / m * (float)n;
     } else {
         t = (x - mn) / range * (float)n;
     }
@@ -129,8 +194,8 @@ float cwba_quant_dequant_ref(cwba_quant q, uint32_t code, float mn, float mx, in
     if (!(mx > mn)) return mn;
     float range = mx - mn;
     if (q == CWBA_QUANT_LOG) {
-        float m = logf(range + 1.0f);
-        return expf((float)code * m / (float)n) - 1.0f + mn;
+        float m = cwba__qlogf(range + 1.0f);
+        return cwba__qexpf((float)code * m / (float)n) - 1.0f + mn;
     }
     return (float)code * range / (float)n + mn;
 }
@@ -144,7 +209,11 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
                          cwba_quant_name(q));
     /* A branch-free scan first (it vectorises); the index only on failure. */
     int bad = 0;
-    for (size_t i = 0; i < count; i++) bad |= !isfinite(x[i]);
+    size_t i0 = 0;
+#ifdef Q_X86
+    if (cwba_isa_current() != CWBA_ISA_SCALAR) bad = !finite_avx2(x, count, &i0);
+#endif
+    for (size_t i = i0; i < count; i++) bad |= !isfinite(x[i]);
     if (bad)
         for (size_t i = 0; i < count; i++)
             if (!isfinite(x[i]))
@@ -157,7 +226,7 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
         return cwba_fail(err, CWBA_E_ARG, "feature range [%g, %g] overflows float32",
                          (double)qp->mn, (double)qp->mx);
     if (q == CWBA_QUANT_LOG && qp->range > 0.0f) {
-        qp->logm = logf(qp->range + 1.0f);
+        qp->logm = cwba__qlogf(qp->range + 1.0f);
         if (!(qp->logm > 0.0f)) {
             /* A range below half an ulp of 1 makes ln(range + 1) zero: the
              * log quantizer cannot resolve it, so keep the feature exact. */
@@ -169,120 +238,289 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 
 /* The fast per-channel paths. They compute exactly what the reference
  * functions above compute (tests/test_quant_quantizers.c compares them bit
- * for bit), organised so that the compiler vectorises them.
+ * for bit on every ISA), in vector kernels for AVX2 and AVX-512 chosen by
+ * cwba_isa_current(), and in plain loops otherwise.
  *
  * Uniform: the same float32 expressions, branch-free (the clamp to 0..n is
- * a select; x always lies in [mn, mx], so it only guards rounding).
+ * a select written as the reference's comparisons, so that NaN and signed
+ * zeros go the same way; x always lies in [mn, mx], so it only guards
+ * rounding).
  *
- * Log: logf per value costs most of the time, so the code is first computed
- * from ln(v) in double precision (fast_ln below, relative error < 1e-12)
- * and the float32 chain is evaluated only where that cannot be trusted. The
- * reference is t = rint((logf(v) / M) * n) in float32: logf is within 1 ulp
- * (glibc: 0.82 ulp) and the division and product add half an ulp each, so
- * the unrounded float32 value lies within 3.7 * 2^-24 * t of the exact
- * ln(v) / M * n (t <= n). When the double estimate is farther than
- * 6 * 2^-24 * n (plus its own error) from a half-integer, both round to the
- * same integer; otherwise (about one value in 10^6 at 4 bits) the float32
- * reference chain decides. tests/test_quant_quantizers.c aims values at the
- * half-integers to check this on the machine's libm. */
-/* Log levels come from a table of the n+1 values when it is smaller than the
- * channel (one expf per level instead of one per value). */
+ * Log: t = rint((ln(x - mn + 1) / M) * n) is the reference's float32 chain
+ * itself, with the quantizers' own correctly rounded logarithm
+ * (cwba__logf_n, src/quant/qmath.c) evaluated for the whole channel at
+ * once; every step is an IEEE operation, so the codes are the reference's
+ * by construction. The levels come from a table of the n + 1 values when it
+ * is smaller than the channel (one expf per level instead of one per value). */
 #define CWBA_LOG_LUT_MAX 4096
 
 static inline float qlevel(const cwba_qparams *qp, uint32_t code, float nf)
 {
-    if (qp->q == CWBA_QUANT_LOG) return expf((float)code * qp->logm / nf) - 1.0f + qp->mn;
+    if (qp->q == CWBA_QUANT_LOG) return cwba__qexpf((float)code * qp->logm / nf) - 1.0f + qp->mn;
     return (float)code * qp->range / nf + qp->mn;
 }
+
+/* lev[k] = the log level of code k for n intervals, k = 0..n (qlevel's
+ * operations, the exponentials in one vector call). */
+static void log_levels(const cwba_qparams *qp, int n, float *lev)
+{
+    const float nf = (float)n;
+    const int count = n + 1;
+    lev[0] = 0.0f * qp->logm / nf; /* also tells the compiler lev is written first */
+    for (int k = 1; k < count; k++) lev[k] = (float)k * qp->logm / nf;
+#ifdef CWBA_QMATH_LIBC
+    for (int k = 0; k < count; k++) lev[k] = expf(lev[k]);
+#else
+    cwba__expf_n(lev, lev, (size_t)count);
+#endif
+    for (int k = 0; k < count; k++) lev[k] = lev[k] - 1.0f + qp->mn;
+}
+
+#ifdef Q_X86
+/* t -> clamp to [0, nf] exactly as the scalar selects: t >= 0 ? t : 0, then
+ * t <= nf ? t : nf. */
+__attribute__((target("avx2"))) static inline __m256 clamp8(__m256 t, __m256 nf)
+{
+    const __m256 z = _mm256_setzero_ps();
+    t = _mm256_blendv_ps(z, t, _mm256_cmp_ps(t, z, _CMP_GE_OQ));
+    return _mm256_blendv_ps(nf, t, _mm256_cmp_ps(t, nf, _CMP_LE_OQ));
+}
+
+__attribute__((target("avx2"))) static int uniform_avx2(const cwba_qparams *qp, const float *x,
+                                                        int HW, float nfs, float *out,
+                                                        uint32_t *codes)
+{
+    const __m256 mn = _mm256_set1_ps(qp->mn), range = _mm256_set1_ps(qp->range),
+                 nf = _mm256_set1_ps(nfs);
+    int i = 0;
+    for (; i + 8 <= HW; i += 8) {
+        __m256 v = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mn), range);
+        __m256 t = clamp8(_mm256_round_ps(_mm256_mul_ps(v, nf), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nf);
+        if (codes) _mm256_storeu_si256((__m256i *)(codes + i), _mm256_cvttps_epi32(t));
+        _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_div_ps(_mm256_mul_ps(t, range), nf), mn));
+    }
+    return i;
+}
+
+/* t[i] = clamp(rint((t[i] / M) * n)); codes and out from lut when given. */
+__attribute__((target("avx2"))) static int logcodes_avx2(float *t, int HW, float logm, float nfs,
+                                                         uint32_t *codes, const float *lut,
+                                                         float *out)
+{
+    const __m256 m = _mm256_set1_ps(logm), nf = _mm256_set1_ps(nfs);
+    int i = 0;
+    for (; i + 8 <= HW; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_div_ps(_mm256_loadu_ps(t + i), m), nf);
+        v = clamp8(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nf);
+        __m256i c = _mm256_cvttps_epi32(v);
+        _mm256_storeu_ps(t + i, v);
+        if (codes) _mm256_storeu_si256((__m256i *)(codes + i), c);
+        if (lut) _mm256_storeu_ps(out + i, _mm256_i32gather_ps(lut, c, 4));
+    }
+    return i;
+}
+
+__attribute__((target("avx2"))) static int logarg_avx2(const float *x, int HW, float mnv,
+                                                       float *t)
+{
+    const __m256 mn = _mm256_set1_ps(mnv), one = _mm256_set1_ps(1.0f);
+    int i = 0;
+    for (; i + 8 <= HW; i += 8)
+        _mm256_storeu_ps(t + i, _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mn), one));
+    return i;
+}
+
+__attribute__((target("avx512f"))) static inline __m512 clamp16(__m512 t, __m512 nf)
+{
+    const __m512 z = _mm512_setzero_ps();
+    t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_GE_OQ), z, t);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, nf, _CMP_LE_OQ), nf, t);
+}
+
+__attribute__((target("avx512f"))) static int uniform_avx512(const cwba_qparams *qp,
+                                                             const float *x, int HW, float nfs,
+                                                             float *out, uint32_t *codes)
+{
+    const __m512 mn = _mm512_set1_ps(qp->mn), range = _mm512_set1_ps(qp->range),
+                 nf = _mm512_set1_ps(nfs);
+    int i = 0;
+    for (; i + 16 <= HW; i += 16) {
+        __m512 v = _mm512_div_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mn), range);
+        __m512 t = clamp16(_mm512_roundscale_ps(_mm512_mul_ps(v, nf), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nf);
+        if (codes) _mm512_storeu_si512(codes + i, _mm512_cvttps_epi32(t));
+        _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_div_ps(_mm512_mul_ps(t, range), nf), mn));
+    }
+    return i;
+}
+
+__attribute__((target("avx512f"))) static int logcodes_avx512(float *t, int HW, float logm,
+                                                              float nfs, uint32_t *codes,
+                                                              const float *lut, float *out)
+{
+    const __m512 m = _mm512_set1_ps(logm), nf = _mm512_set1_ps(nfs);
+    int i = 0;
+    for (; i + 16 <= HW; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_div_ps(_mm512_loadu_ps(t + i), m), nf);
+        v = clamp16(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nf);
+        __m512i c = _mm512_cvttps_epi32(v);
+        _mm512_storeu_ps(t + i, v);
+        if (codes) _mm512_storeu_si512(codes + i, c);
+        if (lut) _mm512_storeu_ps(out + i, _mm512_i32gather_ps(c, lut, 4));
+    }
+    return i;
+}
+
+__attribute__((target("avx512f"))) static int logarg_avx512(const float *x, int HW, float mnv,
+                                                            float *t)
+{
+    const __m512 mn = _mm512_set1_ps(mnv), one = _mm512_set1_ps(1.0f);
+    int i = 0;
+    for (; i + 16 <= HW; i += 16)
+        _mm512_storeu_ps(t + i, _mm512_add_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mn), one));
+    return i;
+}
+#endif
 
 static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                           uint32_t *codes)
 {
     const float mn = qp->mn, range = qp->range, nf = (float)n;
+    int i = 0;
+#ifdef Q_X86
+    switch (cwba_isa_current()) {
+    case CWBA_ISA_AVX512: i = uniform_avx512(qp, x, HW, nf, out, codes); break;
+    case CWBA_ISA_AVX2: i = uniform_avx2(qp, x, HW, nf, out, codes); break;
+    default: break;
+    }
+#endif
     /* t is a whole number in 0..n, so t * range / nf + mn is the dequantized
      * level of code (uint32_t)t, as in cwba_quant_dequant_ref. */
-#define UNIFORM_T(i)                                                                             \
-    float t = rintf((x[i] - mn) / range * nf);                                                   \
-    t = t >= 0.0f ? t : 0.0f;                                                                    \
-    t = t <= nf ? t : nf
-    if (codes) {
-        for (int i = 0; i < HW; i++) {
-            UNIFORM_T(i);
-            codes[i] = (uint32_t)(int32_t)t;
-            out[i] = t * range / nf + mn;
-        }
-    } else {
-        for (int i = 0; i < HW; i++) {
-            UNIFORM_T(i);
-            out[i] = t * range / nf + mn;
-        }
+    for (; i < HW; i++) {
+        float t = rintf((x[i] - mn) / range * nf);
+        t = t >= 0.0f ? t : 0.0f;
+        t = t <= nf ? t : nf;
+        if (codes) codes[i] = (uint32_t)(int32_t)t;
+        out[i] = t * range / nf + mn;
     }
-#undef UNIFORM_T
 }
 
-/* ln(v) for a finite float v >= 1, in double: v = 2^e * m with m in
- * [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716;
- * the series to s^11 leaves a relative error below 1e-12. */
-static inline double fast_ln(float v)
+#ifdef CWBA_QMATH_LIBC
+/* Whether any element of t needs libc_log_fixup's look (the same test in
+ * registers; an element flagged or not, the result is the library's code). */
+#define DOUBT_THR(u) (0.5f - fabsf(u) * 0x1p-20f - 0x1p-30f)
+#ifdef Q_X86
+__attribute__((target("avx512f"))) static int doubt_avx512(const float *t, int HW, float logm,
+                                                           float nfs, int *done)
 {
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    int e = (int)(u >> 23) - 127;
-    uint32_t mu = (u & 0x007fffffu) | 0x3f800000u;
-    float mf;
-    memcpy(&mf, &mu, sizeof mf);
-    double m = (double)mf;
-    int big = m > 1.4142135623730951;
-    m = big ? m * 0.5 : m;
-    e += big;
-    double s = (m - 1.0) / (m + 1.0), s2 = s * s;
-    double p = s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11)))));
-    return (double)e * 0.69314718055994530942 + (2.0 * s + 2.0 * s * p);
+    const __m512 m = _mm512_set1_ps(logm), nf = _mm512_set1_ps(nfs);
+    __mmask16 any = 0;
+    int i = 0;
+    for (; i + 16 <= HW; i += 16) {
+        __m512 u = _mm512_mul_ps(_mm512_div_ps(_mm512_loadu_ps(t + i), m), nf);
+        __m512 r = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 d = _mm512_abs_ps(_mm512_sub_ps(u, r));
+        __m512 thr = _mm512_sub_ps(_mm512_sub_ps(_mm512_set1_ps(0.5f),
+                                                 _mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(0x1p-20f))),
+                                   _mm512_set1_ps(0x1p-30f));
+        any |= _mm512_cmp_ps_mask(d, thr, _CMP_GT_OQ);
+    }
+    *done = i;
+    return any != 0;
 }
 
-static inline float log_code_exact(const cwba_qparams *qp, float x, float nf)
+__attribute__((target("avx2"))) static int doubt_avx2(const float *t, int HW, float logm,
+                                                      float nfs, int *done)
 {
-    return rintf(logf(x - qp->mn + 1.0f) / qp->logm * nf);
+    const __m256 m = _mm256_set1_ps(logm), nf = _mm256_set1_ps(nfs);
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 any = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= HW; i += 8) {
+        __m256 u = _mm256_mul_ps(_mm256_div_ps(_mm256_loadu_ps(t + i), m), nf);
+        __m256 r = _mm256_round_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(u, r), abs);
+        __m256 thr = _mm256_sub_ps(_mm256_sub_ps(_mm256_set1_ps(0.5f),
+                                                 _mm256_mul_ps(_mm256_and_ps(u, abs), _mm256_set1_ps(0x1p-20f))),
+                                   _mm256_set1_ps(0x1p-30f));
+        any = _mm256_or_ps(any, _mm256_cmp_ps(d, thr, _CMP_GT_OQ));
+    }
+    *done = i;
+    return _mm256_movemask_ps(any) != 0;
 }
+#endif
+
+/* t holds the correctly rounded logarithms. The C library's logf is within
+ * one ulp of them (glibc: 0.82 ulp from the exact value, ours 0.5), so the
+ * unrounded code u = (ln / M) * n of its chain lies within 2^-21 u of ours:
+ * where ours is farther than 2^-20 u from a half-integer, both round to the
+ * same code. Elsewhere (a few values in 10^5) the logarithm is replaced by
+ * the library's, so that the chain below gives the library's code. */
+static void libc_log_fixup(const cwba_qparams *qp, const float *x, int HW, float nf, float *t)
+{
+    int i0 = 0, any = 0;
+#ifdef Q_X86
+    switch (cwba_isa_current()) {
+    case CWBA_ISA_AVX512: any = doubt_avx512(t, HW, qp->logm, nf, &i0); break;
+    case CWBA_ISA_AVX2: any = doubt_avx2(t, HW, qp->logm, nf, &i0); break;
+    default: break;
+    }
+#endif
+    for (int i = i0; i < HW && !any; i++) {
+        float u = t[i] / qp->logm * nf;
+        any = fabsf(u - rintf(u)) > DOUBT_THR(u);
+    }
+    if (!any) return;
+    for (int i = 0; i < HW; i++) {
+        float u = t[i] / qp->logm * nf;
+        if (fabsf(u - rintf(u)) > DOUBT_THR(u)) t[i] = logf(x[i] - qp->mn + 1.0f);
+    }
+}
+#endif
 
 static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
-                      uint32_t *codes, float *scratch, const float *levels)
+                      uint32_t *codes, float *t, const float *levels)
 {
     const float mn = qp->mn, nf = (float)n;
-    const double scale = (double)nf / (double)qp->logm;
-    /* Half-integer distance below which the float32 chain decides: 6 ulps of
-     * t (<= n) in float32 plus 1e-9 * n for the double estimate. */
-    const double lim = 0.5 - ((double)nf * (6.0 / 16777216.0 + 1e-9) + 1e-12);
-    float *t = scratch;
-    int doubtful = 0;
-    for (int i = 0; i < HW; i++) {
-        double td = fast_ln(x[i] - mn + 1.0f) * scale;
-        double r = nearbyint(td);
-        doubtful |= fabs(td - r) > lim;
-        t[i] = (float)r;
+    float lut[CWBA_LOG_LUT_MAX + 1];
+    const float *lv = levels;
+    if (!lv && n < HW && n <= CWBA_LOG_LUT_MAX) {
+        log_levels(qp, n, lut);
+        lv = lut;
     }
-    if (doubtful)
-        for (int i = 0; i < HW; i++) {
-            double td = fast_ln(x[i] - mn + 1.0f) * scale;
-            if (fabs(td - nearbyint(td)) > lim) t[i] = log_code_exact(qp, x[i], nf);
-        }
-    for (int i = 0; i < HW; i++) {
-        float v = t[i] >= 0.0f ? t[i] : 0.0f;
-        t[i] = v <= nf ? v : nf;
+    cwba_isa isa = cwba_isa_current();
+    int i = 0;
+#ifdef Q_X86
+    if (isa == CWBA_ISA_AVX512) i = logarg_avx512(x, HW, mn, t);
+    if (isa == CWBA_ISA_AVX2) i = logarg_avx2(x, HW, mn, t);
+#endif
+    for (; i < HW; i++) t[i] = x[i] - mn + 1.0f;
+    cwba__logf_n(t, t, (size_t)HW);
+#ifdef CWBA_QMATH_LIBC
+    libc_log_fixup(qp, x, HW, nf, t);
+#endif
+    i = 0;
+#ifdef Q_X86
+    if (isa == CWBA_ISA_AVX512) i = logcodes_avx512(t, HW, qp->logm, nf, codes, lv, out);
+    if (isa == CWBA_ISA_AVX2) i = logcodes_avx2(t, HW, qp->logm, nf, codes, lv, out);
+#endif
+    (void)isa;
+    for (; i < HW; i++) {
+        float v = rintf(t[i] / qp->logm * nf);
+        v = v >= 0.0f ? v : 0.0f;
+        v = v <= nf ? v : nf;
+        t[i] = v;
+        if (codes) codes[i] = (uint32_t)(int32_t)v;
+        if (lv) out[i] = lv[(int32_t)v];
     }
-    if (codes)
-        for (int i = 0; i < HW; i++) codes[i] = (uint32_t)(int32_t)t[i];
-    if (levels) {
-        for (int i = 0; i < HW; i++) out[i] = levels[(int32_t)t[i]];
-        return;
-    }
-    if (n < HW && n <= CWBA_LOG_LUT_MAX) {
-        float lut[CWBA_LOG_LUT_MAX + 1];
-        for (int k = 0; k <= n; k++) lut[k] = qlevel(qp, (uint32_t)k, nf);
-        for (int i = 0; i < HW; i++) out[i] = lut[(int32_t)t[i]];
-        return;
-    }
-    for (int i = 0; i < HW; i++) out[i] = qlevel(qp, (uint32_t)(int32_t)t[i], nf);
+    if (lv) return;
+    /* More levels than values: one exponential per value. */
+    for (int k = 0; k < HW; k++) out[k] = (float)(int32_t)t[k] * qp->logm / nf;
+#ifdef CWBA_QMATH_LIBC
+    for (int k = 0; k < HW; k++) out[k] = expf(out[k]);
+#else
+    cwba__expf_n(out, out, (size_t)HW);
+#endif
+    for (int k = 0; k < HW; k++) out[k] = out[k] - 1.0f + mn;
 }
 
 int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba__levels *lv)
@@ -316,7 +554,7 @@ int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba_
     }
     for (int k = 1; k <= nmax; k++)
         if (lv->off[k] >= 0)
-            for (int j = 0; j <= k; j++) lv->buf[lv->off[k] + j] = qlevel(qp, (uint32_t)j, (float)k);
+            log_levels(qp, k, lv->buf + lv->off[k]);
     lv->nmax = nmax;
     return 1;
 }
@@ -350,7 +588,7 @@ void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, 
         }
         const float nf = (float)n;
         for (int i = 0; i < HW; i++) {
-            uint32_t c = code_clamp(log_code_exact(qp, x[i], nf), n);
+            uint32_t c = code_clamp(rintf(cwba__qlogf(x[i] - qp->mn + 1.0f) / qp->logm * nf), n);
             if (codes) codes[i] = c;
             out[i] = levels ? levels[c] : qlevel(qp, c, nf);
         }
