@@ -9,6 +9,8 @@ set(CWBA_MIN_SOURCES
   src/core/status.c src/core/threads.c src/core/isa.c src/core/fileio.c
   src/io/weights.c)
 file(GLOB CWBA_MIN_LAYERS CONFIGURE_DEPENDS src/nn/*.c src/quant/*.c src/codec/*.c)
+# The standard-codec anchors need libjpeg, libwebp and libavcodec.
+list(FILTER CWBA_MIN_LAYERS EXCLUDE REGEX "/src/codec/anchor[^/]*\\.c$")
 find_package(Threads REQUIRED)
 add_library(cwba STATIC ${CWBA_MIN_SOURCES} ${CWBA_MIN_LAYERS})
 target_include_directories(cwba PUBLIC include PRIVATE src)
