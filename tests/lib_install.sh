@@ -52,6 +52,29 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/c/t") || fail "pkg-config consumer failed 
     $(pkg-config --libs $(pkg-config --print-requires-private cwba)) -lpthread -lm -o ts ) ||
   fail "static consumer did not build"
 "$tmp/c/ts" >/dev/null || fail "static consumer failed"
+# libcwba.a's global symbols are the public API only: a program with its own
+# functions named as the library's internals links with it and keeps them.
+bad=$(nm -g --defined-only "$libdir/libcwba.a" | awk 'NF == 3 {print $3}' | grep -v '^cwba_[a-z]' || true)
+[ -z "$bad" ] || fail "libcwba.a exposes internal symbols: $(echo $bad | head -c 400)"
+cat >"$tmp/c/own.c" <<'C'
+#include <cwba.h>
+#include <string.h>
+int nn_blk_conv(int x) { return x + 1; }
+int rc_enc_bit(int x) { return x + 2; }
+float cwba__logf(float x) { return x; }
+int main(void)
+{
+    return nn_blk_conv(1) == 2 && rc_enc_bit(1) == 3 && cwba__logf(2.0f) == 2.0f &&
+                   cwba_quant_code_ref(CWBA_QUANT_UNIFORM, 0.3f, 0.0f, 1.0f, 4) == 1 &&
+                   strlen(cwba_version()) > 0
+               ? 0
+               : 1;
+}
+C
+( cd "$tmp/c" && cc own.c $(pkg-config --cflags cwba) "$libdir/libcwba.a" \
+    $(pkg-config --libs $(pkg-config --print-requires-private cwba)) -lpthread -lm -o own ) ||
+  fail "a program defining nn_blk_conv, rc_enc_bit, cwba__logf does not link with libcwba.a"
+"$tmp/c/own" || fail "a program defining internal names got the library's"
 
 mkdir "$tmp/cm"
 cp "$tmp/c/t.c" "$tmp/cm/t.c"
