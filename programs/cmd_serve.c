@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -227,7 +228,8 @@ static enum MHD_Result respond_error(server *s, struct MHD_Connection *c, reques
  * queue a response while a body is arriving, and reading the rest is what the
  * limit prevents: so the 413 is written to the connection directly (through
  * its TLS session under HTTPS; nothing else writes on this connection's
- * thread), and the caller then has MHD close it, the rest unread. */
+ * thread), and the caller then has MHD close it, the rest unread (past a
+ * short lingering close). */
 static void send_413_now(server *s, struct MHD_Connection *c)
 {
     char body[160], msg[400];
@@ -239,15 +241,30 @@ static void send_413_now(server *s, struct MHD_Connection *c)
                      bl, body);
     const union MHD_ConnectionInfo *ti =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (ti && ti->tls_session) {
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!fi) return;
+    int fd = fi->connect_fd;
+    if (ti && ti->tls_session)
         gnutls_record_send((gnutls_session_t)ti->tls_session, msg, (size_t)n);
-        return;
-    }
-    ti = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ti) {
-        /* a few hundred bytes into an idle socket's send buffer: one send */
-        (void)!send(ti->connect_fd, msg, (size_t)n, MSG_NOSIGNAL);
-        shutdown(ti->connect_fd, SHUT_WR); /* the answer, then FIN, before the close */
+    else /* a few hundred bytes into an idle socket's send buffer: one send */
+        (void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    /* A short lingering close: closing with the client's bytes unread sends
+     * a reset, which can destroy the answer before the client reads it. So
+     * discard what arrives until the client, having seen the 413, closes;
+     * bounded (1 s, 1 MiB), a client that never reads is cut off after it. */
+    char scratch[16384];
+    size_t drained = 0;
+    double end = cwba_now() + 1.0;
+    while (drained < (1u << 20)) {
+        int left_ms = (int)((end - cwba_now()) * 1e3);
+        if (left_ms <= 0) break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left_ms) <= 0) break;
+        ssize_t k = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        if (k <= 0 && !(k < 0 && (errno == EAGAIN || errno == EINTR))) break;
+        if (k > 0) drained += (size_t)k;
     }
 }
 
