@@ -91,7 +91,12 @@ cmake --build "$tmp/cm/b" >>"$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log" >&2; fail 
 
 # docs/api.md's C example against the installed package.
 mkdir "$tmp/doc"
-awk '/^```c$/ {on = 1; next} /^```/ {on = 0} on' "$src/docs/api.md" >"$tmp/doc/t.c"
+c_block() { awk -v k="$1" '/^```c$/ {on = (++n == k); next} /^```/ {on = 0} on' "$src/docs/api.md"; }
+c_block 1 >"$tmp/doc/ten.c"
+( cd "$tmp/doc" && cc -Wall -Wextra -Werror ten.c $(pkg-config --cflags --libs cwba) -o ten ) || fail "docs/api.md's ten-line C example did not build"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/doc/ten" | sed -n 2p) || fail "docs/api.md's ten-line C example failed"
+[ "$out" = "0.3 -> 1 -> 0.25" ] || fail "docs/api.md's ten-line C example printed '$out'"
+c_block 2 >"$tmp/doc/t.c"
 [ -s "$tmp/doc/t.c" ] || fail "no C example in docs/api.md"
 ( cd "$tmp/doc" && cc -Wall -Wextra -Werror t.c $(pkg-config --cflags --libs cwba) -o t ) || fail "docs/api.md's C example did not build"
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/doc/t" "$src/models/resnet18_fmnist64.safetensors") || fail "docs/api.md's C example failed"
