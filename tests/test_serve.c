@@ -472,6 +472,13 @@ static void test_batching_identical(void **state)
     assert_true(batches < streams);
     curl_easy_cleanup(c);
     assert_int_equal(srv_stop(&s, SIGTERM), 0);
+    /* --quiet: no per-request lines */
+    char cmd[4400], line[64];
+    snprintf(cmd, sizeof cmd, "grep -c ' /v1/decode ' '%s'", s.log);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    pclose(f);
+    assert_int_equal(atoi(line), 0);
 }
 
 /* ------------------------------------------------------------ refusals */
