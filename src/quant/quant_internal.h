@@ -46,6 +46,14 @@ int cwba__qmath_slow_for_test(int is_log, float x);
 #define cwba__qexpf cwba__expf
 #endif
 
+/* The log quantizer's float logarithm for its code bracket
+ * (src/quant/quantize.c): float operations only, one function of t on every
+ * ISA, within 2^-20 relative of cwba__qlogf on [1, FLT_MAX] (both modes;
+ * bench/qmath_exhaustive bracket checks every float). The _n form runs the
+ * current ISA's kernel. */
+float cwba__qlog_approx(float t);
+void cwba__qlog_approx_n(const float *x, float *y, size_t n);
+
 /* Everything one quantizer needs for one image: the global range and the
  * derived constants, computed once in the SPEC's float32 order. */
 typedef struct cwba_qparams {
