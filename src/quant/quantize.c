@@ -331,6 +331,32 @@ __attribute__((target("avx512f"))) static int uniform_avx512(const cwba_qparams 
 
 #endif
 
+#ifdef Q_NEON
+/* t -> clamp to [0, nf] as the scalar selects (NaN -> 0). */
+static inline float32x4_t clamp4(float32x4_t t, float32x4_t nf)
+{
+    const float32x4_t z = vdupq_n_f32(0.0f);
+    t = vbslq_f32(vcgeq_f32(t, z), t, z);
+    return vbslq_f32(vcleq_f32(t, nf), t, nf);
+}
+
+static int uniform_neon(const cwba_qparams *qp, const float *x, int HW, float nfs, float *out,
+                        uint32_t *codes)
+{
+    const float32x4_t mn = vdupq_n_f32(qp->mn), range = vdupq_n_f32(qp->range),
+                      nf = vdupq_n_f32(nfs);
+    int i = 0;
+    for (; i + 4 <= HW; i += 4) {
+        float32x4_t v = vdivq_f32(vsubq_f32(vld1q_f32(x + i), mn), range);
+        float32x4_t t = clamp4(vrndnq_f32(vmulq_f32(v, nf)), nf);
+        /* a whole number in 0..n: truncation is the scalar conversion */
+        if (codes) vst1q_u32(codes + i, vcvtq_u32_f32(t));
+        vst1q_f32(out + i, vaddq_f32(vdivq_f32(vmulq_f32(t, range), nf), mn));
+    }
+    return i;
+}
+#endif
+
 static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                           uint32_t *codes)
 {
@@ -342,6 +368,9 @@ static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n,
     case CWBA_ISA_AVX2: i = uniform_avx2(qp, x, HW, nf, out, codes); break;
     default: break;
     }
+#endif
+#ifdef Q_NEON
+    if (cwba_isa_current() == CWBA_ISA_NEON) i = uniform_neon(qp, x, HW, nf, out, codes);
 #endif
     /* t is a whole number in 0..n, so t * range / nf + mn is the dequantized
      * level of code (uint32_t)t, as in cwba_quant_dequant_ref. */
@@ -566,13 +595,6 @@ __attribute__((target("avx512f"))) static void logq_avx512(const float *x, int H
 #endif
 
 #ifdef Q_NEON
-static inline float32x4_t clamp4(float32x4_t t, float32x4_t nf)
-{
-    const float32x4_t z = vdupq_n_f32(0.0f);
-    t = vbslq_f32(vcgeq_f32(t, z), t, z);
-    return vbslq_f32(vcleq_f32(t, nf), t, nf);
-}
-
 static inline float32x4_t qlog_approx4(float32x4_t t)
 {
     const uint32x4_t sq = vdupq_n_u32(QLOG_SQRTH);
