@@ -71,7 +71,8 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 /* Quantizes one channel x[HW] with n >= 1 intervals into out[HW] (and codes,
  * may be NULL); out may be x. scratch is at least HW floats, or NULL (then the
  * log quantizer takes its slow scalar path). levels, if not NULL, are the
- * n+1 dequantized levels of this n (cwba__levels_get). Bit-exact with
+ * n+1 dequantized levels of this n (cwba__levels_get: readable to
+ * CWBA_LEVELS_PAD floats). Bit-exact with
  * cwba_quant_code_ref / cwba_quant_dequant_ref. */
 void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                          uint32_t *codes, float *scratch, const float *levels);
@@ -82,6 +83,9 @@ void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, 
  * quantizer, a pass-through range, n above CWBA_LEVELS_NMAX, or more levels
  * than values. make returns 0 when out of memory. */
 #define CWBA_LEVELS_NMAX 65536
+/* Each table can be read (not used) to CWBA_LEVELS_PAD floats from its
+ * start: the vector kernels load small tables into registers whole. */
+#define CWBA_LEVELS_PAD 32
 typedef struct cwba__levels {
     float *buf;
     long *off; /* (nmax + 1): offset of n's levels in buf, -1 if absent */

@@ -242,20 +242,21 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 
 /* The fast per-channel paths. They compute exactly what the reference
  * functions above compute (tests/test_quant_quantizers.c compares them bit
- * for bit on every ISA), in vector kernels for AVX2 and AVX-512 chosen by
- * cwba_isa_current(), and in plain loops otherwise.
+ * for bit on every ISA), in vector kernels for AVX2, AVX-512 and NEON chosen
+ * by cwba_isa_current(), and in plain loops otherwise.
  *
  * Uniform: the same float32 expressions, branch-free (the clamp to 0..n is
  * a select written as the reference's comparisons, so that NaN and signed
  * zeros go the same way; x always lies in [mn, mx], so it only guards
  * rounding).
  *
- * Log: t = rint((ln(x - mn + 1) / M) * n) is the reference's float32 chain
- * itself, with the quantizers' own correctly rounded logarithm
- * (cwba__logf_n, src/quant/qmath.c) evaluated for the whole channel at
- * once; every step is an IEEE operation, so the codes are the reference's
- * by construction. The levels come from a table of the n + 1 values when it
- * is smaller than the channel (one expf per level instead of one per value). */
+ * Log: the code of rint((ln(x - mn + 1) / M) * n) comes from a bracket of
+ * it computed with a cheap float logarithm, the reference chain deciding
+ * the rare values the bracket leaves open (see qlog_approx below): the
+ * codes are the reference's by construction, with either logarithm
+ * (CWBA_QMATH_LIBC or not). The levels come from a table of the n + 1
+ * values when it is smaller than the channel (one expf per level instead of
+ * one per value), looked up with register permutes up to 32 levels. */
 #define CWBA_LOG_LUT_MAX 4096
 
 static inline float qlevel(const cwba_qparams *qp, uint32_t code, float nf)
@@ -493,6 +494,15 @@ __attribute__((target("avx2"))) static void logq_avx2(const float *x, int HW, co
                  kk = _mm256_set1_ps(K->k), nf = _mm256_set1_ps(K->nf),
                  tmax = _mm256_set1_ps(QLOG_TMAX), br = _mm256_set1_ps(QLOG_BRACKET);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    /* Up to 32 levels: looked up in registers (permutes), not gathered. */
+    int nl = (int)K->nf + 1;
+    __m256 L0 = _mm256_setzero_ps(), L1 = L0, L2 = L0, L3 = L0;
+    if (lut && nl <= 32) { /* lut is readable to CWBA_LEVELS_PAD floats */
+        L0 = _mm256_loadu_ps(lut);
+        L1 = _mm256_loadu_ps(lut + 8);
+        L2 = _mm256_loadu_ps(lut + 16);
+        L3 = _mm256_loadu_ps(lut + 24);
+    }
     for (int i = 0; i < HW; i += 8) {
         int left = HW - i;
         __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane);
@@ -520,17 +530,27 @@ __attribute__((target("avx2"))) static void logq_avx2(const float *x, int HW, co
             v = _mm256_loadu_ps(tv);
         }
         __m256i c = _mm256_cvttps_epi32(v);
+        __m256 o = _mm256_setzero_ps();
+        if (lut && nl <= 32) {
+            /* bit 3 of the code picks L0/L1 (L2/L3), bit 4 the pair */
+            __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
+            __m256 b4 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 27));
+            __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(L0, c),
+                                         _mm256_permutevar8x32_ps(L1, c), b3);
+            __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(L2, c),
+                                         _mm256_permutevar8x32_ps(L3, c), b3);
+            o = _mm256_blendv_ps(lo, hi, b4);
+        } else if (lut) {
+            o = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), lut, c, _mm256_castsi256_ps(live), 4);
+        }
         if (left >= 8) {
             _mm256_storeu_ps(t + i, v);
             if (codes) _mm256_storeu_si256((__m256i *)(codes + i), c);
-            if (lut) _mm256_storeu_ps(out + i, _mm256_i32gather_ps(lut, c, 4));
+            if (lut) _mm256_storeu_ps(out + i, o);
         } else {
             _mm256_maskstore_ps(t + i, live, v);
             if (codes) _mm256_maskstore_epi32((int *)(codes + i), live, c);
-            if (lut)
-                _mm256_maskstore_ps(out + i, live,
-                                    _mm256_mask_i32gather_ps(_mm256_setzero_ps(), lut, c,
-                                                             _mm256_castsi256_ps(live), 4));
+            if (lut) _mm256_maskstore_ps(out + i, live, o);
         }
     }
 }
@@ -562,6 +582,13 @@ __attribute__((target("avx512f"))) static void logq_avx512(const float *x, int H
     const __m512 mn = _mm512_set1_ps(K->mn), one = _mm512_set1_ps(1.0f),
                  kk = _mm512_set1_ps(K->k), nf = _mm512_set1_ps(K->nf),
                  tmax = _mm512_set1_ps(QLOG_TMAX), br = _mm512_set1_ps(QLOG_BRACKET);
+    /* Up to 32 levels: one two-register permute, not a gather. */
+    int nl = (int)K->nf + 1;
+    __m512 L0 = _mm512_setzero_ps(), L1 = L0;
+    if (lut && nl <= 32) { /* lut is readable to CWBA_LEVELS_PAD floats */
+        L0 = _mm512_loadu_ps(lut);
+        L1 = _mm512_loadu_ps(lut + 16);
+    }
     for (int i = 0; i < HW; i += 16) {
         int left = HW - i;
         __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
@@ -587,7 +614,9 @@ __attribute__((target("avx512f"))) static void logq_avx512(const float *x, int H
         __m512i c = _mm512_cvttps_epi32(v);
         _mm512_mask_storeu_ps(t + i, live, v);
         if (codes) _mm512_mask_storeu_epi32(codes + i, live, c);
-        if (lut)
+        if (lut && nl <= 32)
+            _mm512_mask_storeu_ps(out + i, live, _mm512_permutex2var_ps(L0, c, L1));
+        else if (lut)
             _mm512_mask_storeu_ps(out + i, live,
                                   _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, c, lut, 4));
     }
@@ -690,10 +719,11 @@ static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, flo
 {
     const float nf = (float)n;
     const logq_k K = {.mn = qp->mn, .logm = qp->logm, .nf = nf, .k = nf / qp->logm};
-    float lut[CWBA_LOG_LUT_MAX + 1];
+    float lut[CWBA_LOG_LUT_MAX + CWBA_LEVELS_PAD];
     const float *lv = levels;
     if (!lv && n < HW && n <= CWBA_LOG_LUT_MAX) {
         log_levels(qp, n, lut);
+        for (int k = n + 1; k < CWBA_LEVELS_PAD; k++) lut[k] = 0.0f; /* read, never used */
         lv = lut;
     }
     int i = 0;
@@ -747,12 +777,14 @@ int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba_
         lv->off = NULL;
         return 1;
     }
-    lv->buf = malloc(total * sizeof *lv->buf);
+    /* CWBA_LEVELS_PAD more: every table is readable to that many floats */
+    lv->buf = malloc((total + CWBA_LEVELS_PAD) * sizeof *lv->buf);
     if (!lv->buf) {
         free(lv->off);
         lv->off = NULL;
         return 0;
     }
+    for (size_t k = 0; k < CWBA_LEVELS_PAD; k++) lv->buf[total + k] = 0.0f;
     for (int k = 1; k <= nmax; k++)
         if (lv->off[k] >= 0)
             log_levels(qp, k, lv->buf + lv->off[k]);
