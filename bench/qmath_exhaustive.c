@@ -6,6 +6,12 @@
  *   qmath_exhaustive exp [THREADS]   every float in [0, 89] (its levels:
  *                                    code * M / n in [0, ln(FLT_MAX + 1)])
  *   qmath_exhaustive logall|expall   every finite float
+ *   qmath_exhaustive bracket [THREADS]  every float t in [1, FLT_MAX]: the
+ *                                    log quantizer's float logarithm
+ *                                    cwba__qlog_approx (src/quant/quantize.c)
+ *                                    is within 2^-20 of both cwba__logf and
+ *                                    the C library's logf, relative, and
+ *                                    its vector kernel gives its bits
  *   STRIDE=K ...                     every K-th float only
  *
  * For each input it checks that the vector path (the library's ISA, capped
@@ -29,6 +35,7 @@ typedef struct job {
     uint64_t count, vec_diff, lib_diff, lib_wrong, ours_wrong, undecided;
     uint32_t first[8];
     int nfirst;
+    double max_rel_ours, max_rel_lib; /* bracket mode */
 } job;
 
 static float bits_f(uint32_t u)
@@ -45,6 +52,32 @@ static int closer(float a, float b, long double ref)
     return da <= db;
 }
 
+/* |L - l| / l, in double (exact enough to compare with 2^-20); l = 0
+ * only passes with L = 0. */
+static double rel_err(float L, float l)
+{
+    if (l == 0.0f) return L == 0.0f ? 0.0 : INFINITY;
+    double d = fabs((double)L - (double)l) / fabs((double)l);
+    return d == d ? d : INFINITY;
+}
+
+static void bracket_block(job *j, const float *x, int n, float *yv)
+{
+    cwba__qlog_approx_n(x, yv, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        float a = cwba__qlog_approx(x[i]);
+        j->count++;
+        if (memcmp(&a, &yv[i], sizeof a) != 0) j->vec_diff++;
+        double eo = rel_err(cwba__logf(x[i]), a), el = rel_err(logf(x[i]), a);
+        if (eo > j->max_rel_ours) j->max_rel_ours = eo;
+        if (el > j->max_rel_lib) j->max_rel_lib = el;
+        if (eo > 0x1p-20 || el > 0x1p-20) {
+            j->lib_diff++; /* counts bracket failures in this mode */
+            if (j->nfirst < 8) memcpy(&j->first[j->nfirst++], &x[i], 4);
+        }
+    }
+}
+
 static void *run(void *arg)
 {
     job *j = arg;
@@ -55,6 +88,10 @@ static void *run(void *arg)
          base += step * (uint64_t)j->nthreads) {
         int n = 0;
         for (uint64_t u = base; u <= j->hi && n < B; u += j->stride) x[n++] = bits_f((uint32_t)u);
+        if (j->is_log == 2) {
+            bracket_block(j, x, n, yv);
+            continue;
+        }
         if (j->is_log)
             cwba__logf_n(x, yv, (size_t)n);
         else
@@ -83,7 +120,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: qmath_exhaustive log|exp|logall|expall [THREADS]\n");
+        fprintf(stderr, "usage: qmath_exhaustive log|exp|logall|expall|bracket [THREADS]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -99,6 +136,8 @@ int main(int argc, char **argv)
         base.is_log = 1, base.lo = 0x3f800000u, base.hi = 0x7f7fffffu;
     } else if (!strcmp(mode, "logall")) {
         base.is_log = 1, base.lo = 0x00000001u, base.hi = 0x7f7fffffu;
+    } else if (!strcmp(mode, "bracket")) {
+        base.is_log = 2, base.lo = 0x3f800000u, base.hi = 0x7f7fffffu;
     } else if (!strcmp(mode, "exp")) {
         base.is_log = 0, base.lo = 0, base.hi = 0x42b20000u; /* 89.0 */
     } else if (!strcmp(mode, "expall")) {
@@ -132,7 +171,23 @@ int main(int argc, char **argv)
         sum.lib_wrong += jobs[i].lib_wrong;
         sum.ours_wrong += jobs[i].ours_wrong;
         sum.undecided += jobs[i].undecided;
+        if (jobs[i].max_rel_ours > sum.max_rel_ours) sum.max_rel_ours = jobs[i].max_rel_ours;
+        if (jobs[i].max_rel_lib > sum.max_rel_lib) sum.max_rel_lib = jobs[i].max_rel_lib;
         for (int k = 0; k < jobs[i].nfirst && sum.nfirst < 8; k++) sum.first[sum.nfirst++] = jobs[i].first[k];
+    }
+    if (base.is_log == 2) {
+        printf("{\"mode\":\"bracket\",\"isa\":\"%s\",\"stride\":%u,\"inputs\":%llu,"
+               "\"vector_differs\":%llu,\"outside_2^-20\":%llu,\"max_rel_vs_cwba_logf\":%.4g,"
+               "\"max_rel_vs_libc_logf\":%.4g,\"seconds\":%.1f,\"examples\":[",
+               cwba_isa_name(cwba_isa_current()), stride, (unsigned long long)sum.count,
+               (unsigned long long)sum.vec_diff, (unsigned long long)sum.lib_diff, sum.max_rel_ours,
+               sum.max_rel_lib, cwba_now() - t0);
+        for (int k = 0; k < sum.nfirst; k++)
+            printf("%s\"%a\"", k ? "," : "", (double)bits_f(sum.first[k]));
+        printf("]}\n");
+        free(jobs);
+        free(th);
+        return sum.vec_diff || sum.lib_diff ? 1 : 0;
     }
     printf("{\"mode\":\"%s\",\"isa\":\"%s\",\"stride\":%u,\"inputs\":%llu,\"vector_differs\":%llu,"
            "\"libc_differs\":%llu,\"libc_not_nearest\":%llu,\"ours_not_nearest\":%llu,"

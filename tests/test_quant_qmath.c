@@ -6,6 +6,11 @@
  *   path, an independent evaluation;
  * - the result is the float nearest the long double value (where long
  *   double has 64 bits and the value is not within 2^-60 of a midpoint).
+ * The log quantizer's float logarithm (cwba__qlog_approx, the bracket of
+ * its codes) is checked on the same kind of sweep of [1, FLT_MAX], plus
+ * runs of consecutive floats where it is hardest (from 1, around sqrt 2
+ * and 2): within 2^-20 relative of cwba__logf and of the C library's logf,
+ * and every ISA's kernel gives the scalar function's bits.
  * The differences from the C library's logf/expf on the same inputs are
  * printed, not asserted (they depend on the libc); bench/qmath_exhaustive
  * runs every input. */
@@ -184,12 +189,64 @@ static void test_exp_sweep(void **state)
     print_message("expf: %ld strided inputs differ from the C library's\n", diff);
 }
 
+/* |L - l| <= 2^-20 l (l = 0 only with L = 0). */
+static int within(float L, float l)
+{
+    if (l == 0.0f) return L == 0.0f;
+    return fabs((double)L - (double)l) <= 0x1p-20 * fabs((double)l);
+}
+
+static void bracket_block(const float *x, int n)
+{
+    float y[1024];
+    assert_true(n <= 1024);
+    for (int i = 0; i < n; i++) {
+        float l = cwba__qlog_approx(x[i]);
+        if (!within(cwba__logf(x[i]), l) || !within(logf(x[i]), l))
+            fail_msg("qlog_approx(%a) = %a: cwba__logf %a, logf %a", (double)x[i], (double)l,
+                     (double)cwba__logf(x[i]), (double)logf(x[i]));
+    }
+    for (int isa = CWBA_ISA_SCALAR; isa <= CWBA_ISA_NEON; isa++) {
+        if (!cwba_isa_supported((cwba_isa)isa) || !cwba_isa_set((cwba_isa)isa)) continue;
+        cwba__qlog_approx_n(x, y, (size_t)n);
+        for (int i = 0; i < n; i++)
+            if (!same(y[i], cwba__qlog_approx(x[i])))
+                fail_msg("%s qlog_approx(%a): vector %a, scalar %a", cwba_isa_name((cwba_isa)isa),
+                         (double)x[i], (double)y[i], (double)cwba__qlog_approx(x[i]));
+    }
+}
+
+static void test_log_bracket(void **state)
+{
+    (void)state;
+    cwba_isa best = cwba_isa_current();
+    enum { B = 1000 };
+    float x[B];
+    long count = 0;
+    for (uint64_t base = 0x3f800000u; base <= 0x7f7fffffu; base += 3001u * B) {
+        int n = 0;
+        for (uint64_t u = base; u <= 0x7f7fffffu && n < B; u += 3001u) x[n++] = fbits((uint32_t)u);
+        bracket_block(x, n);
+        count += n;
+    }
+    const uint32_t runs[] = {0x3f800000u, 0x3fb504f3u - 20000u, 0x40000000u - 20000u};
+    for (int r = 0; r < 3; r++)
+        for (uint32_t k = 0; k < 40000u; k += B) {
+            for (int i = 0; i < B; i++) x[i] = fbits(runs[r] + k + (uint32_t)i);
+            bracket_block(x, B);
+            count += B;
+        }
+    cwba_isa_set(best);
+    assert_true(count > 400000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_special_values),
         cmocka_unit_test(test_log_sweep),
         cmocka_unit_test(test_exp_sweep),
+        cmocka_unit_test(test_log_bracket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

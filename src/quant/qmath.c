@@ -24,6 +24,10 @@
 #include <immintrin.h>
 #define QM_X86 1
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define QM_NEON 1
+#endif
 
 static inline uint32_t f2u(float f)
 {
@@ -509,7 +513,117 @@ __attribute__((target("avx512f"))) static void expf_n_avx512(const float *x, flo
 }
 #endif
 
-/* NEON: not written yet; AArch64 takes the scalar loops (same bits). */
+#ifdef QM_NEON
+/* NEON: 2 doubles a register, the same operations in the same order. */
+static inline float64x2_t logd_fast2(uint32x2_t u)
+{
+    int32x2_t ei = vsub_s32(vreinterpret_s32_u32(vshr_n_u32(u, 23)), vdup_n_s32(127));
+    uint32x2_t mb = vorr_u32(vand_u32(u, vdup_n_u32(0x007fffffu)), vdup_n_u32(0x3f800000u));
+    float64x2_t m = vcvt_f64_f32(vreinterpret_f32_u32(mb));
+    uint64x2_t big = vcgtq_f64(m, vdupq_n_f64(SQRT2));
+    m = vbslq_f64(big, vmulq_f64(m, vdupq_n_f64(0.5)), m);
+    float64x2_t e = vcvtq_f64_s64(vmovl_s32(ei));
+    e = vaddq_f64(e, vreinterpretq_f64_u64(vandq_u64(big, vreinterpretq_u64_f64(vdupq_n_f64(1.0)))));
+    const float64x2_t c1 = vdupq_n_f64(1.0), c2 = vdupq_n_f64(2.0);
+    float64x2_t s = vdivq_f64(vsubq_f64(m, c1), vaddq_f64(m, c1));
+    float64x2_t s2 = vmulq_f64(s, s);
+    float64x2_t p = vdupq_n_f64(L19);
+    p = vaddq_f64(vdupq_n_f64(L17), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L15), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L13), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L11), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L9), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L7), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L5), vmulq_f64(s2, p));
+    p = vaddq_f64(vdupq_n_f64(L3), vmulq_f64(s2, p));
+    p = vmulq_f64(s2, p);
+    float64x2_t s_2 = vmulq_f64(c2, s);
+    float64x2_t lnm = vaddq_f64(s_2, vmulq_f64(s_2, p));
+    return vaddq_f64(vmulq_f64(e, vdupq_n_f64(LN2_HI)), lnm);
+}
+
+/* The float nearest y; *ok: all ones in the lanes where it is certain. */
+static inline float32x2_t ziv2(float64x2_t y, uint32x2_t *ok)
+{
+    float64x2_t a = vmulq_f64(vabsq_f64(y), vdupq_n_f64(ZIV_EPS));
+    float32x2_t lo = vcvt_f32_f64(vsubq_f64(y, a)), hi = vcvt_f32_f64(vaddq_f64(y, a));
+    *ok = vceq_u32(vreinterpret_u32_f32(lo), vreinterpret_u32_f32(hi));
+    return vcvt_f32_f64(y);
+}
+
+/* Stores r to y, the lanes not in ok recomputed by the scalar function. */
+static inline void fix_lanes4(const float *x, float32x4_t r, uint32x4_t ok, float *y, int is_log)
+{
+    if (vminvq_u32(ok) != 0) {
+        vst1q_f32(y, r);
+        return;
+    }
+    float t[4];
+    uint32_t okl[4];
+    vst1q_f32(t, r);
+    vst1q_u32(okl, ok);
+    for (int j = 0; j < 4; j++)
+        if (!okl[j]) t[j] = is_log ? cwba__logf(x[j]) : cwba__expf(x[j]);
+    memcpy(y, t, sizeof t);
+}
+
+static void logf_n_neon(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32x4_t u = vld1q_u32((const uint32_t *)(const void *)(x + i));
+        /* positive normal: u - 0x00800000 < 0x7f000000 unsigned */
+        uint32x4_t good = vcltq_u32(vsubq_u32(u, vdupq_n_u32(0x00800000u)), vdupq_n_u32(0x7f000000u));
+        uint32x2_t ok0, ok1;
+        float32x2_t r0 = ziv2(logd_fast2(vget_low_u32(u)), &ok0);
+        float32x2_t r1 = ziv2(logd_fast2(vget_high_u32(u)), &ok1);
+        fix_lanes4(x + i, vcombine_f32(r0, r1), vandq_u32(good, vcombine_u32(ok0, ok1)), y + i, 1);
+    }
+    logf_n_scalar(x + i, y + i, n - i);
+}
+
+static inline float64x2_t expd2(float64x2_t xd)
+{
+    float64x2_t k = vsubq_f64(vaddq_f64(vmulq_f64(xd, vdupq_n_f64(INV_LN2)), vdupq_n_f64(ROUNDER)),
+                              vdupq_n_f64(ROUNDER));
+    float64x2_t r = vsubq_f64(vsubq_f64(xd, vmulq_f64(k, vdupq_n_f64(E_LN2_HI))),
+                              vmulq_f64(k, vdupq_n_f64(E_LN2_LO)));
+    float64x2_t p = vdupq_n_f64(E13);
+    p = vaddq_f64(vdupq_n_f64(E12), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E11), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E10), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E9), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E8), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E7), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E6), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E5), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E4), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E3), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(E2), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(1.0), vmulq_f64(r, p));
+    p = vaddq_f64(vdupq_n_f64(1.0), vmulq_f64(r, p));
+    /* 2^k: k + 1023 in the exponent field (k is a whole number: exact) */
+    int64x2_t ki = vaddq_s64(vcvtq_s64_f64(k), vdupq_n_s64(1023));
+    return vmulq_f64(p, vreinterpretq_f64_s64(vshlq_n_s64(ki, 52)));
+}
+
+static void expf_n_neon(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t xf = vld1q_f32(x + i);
+        uint32x4_t good = vandq_u32(vcgeq_f32(xf, vdupq_n_f32(EXP_LO)), vcleq_f32(xf, vdupq_n_f32(EXP_HI)));
+        /* out-of-range lanes (NaN included) are clamped so that the
+         * arithmetic stays finite; the scalar function redoes them */
+        xf = vbslq_f32(good, xf, vdupq_n_f32(0.0f));
+        uint32x2_t ok0, ok1;
+        float32x2_t r0 = ziv2(expd2(vcvt_f64_f32(vget_low_f32(xf))), &ok0);
+        float32x2_t r1 = ziv2(expd2(vcvt_high_f64_f32(xf)), &ok1);
+        fix_lanes4(x + i, vcombine_f32(r0, r1), vandq_u32(good, vcombine_u32(ok0, ok1)), y + i, 0);
+    }
+    expf_n_scalar(x + i, y + i, n - i);
+}
+#endif
 
 void cwba__logf_n(const float *x, float *y, size_t n)
 {
@@ -518,6 +632,12 @@ void cwba__logf_n(const float *x, float *y, size_t n)
     case CWBA_ISA_AVX512: logf_n_avx512(x, y, n); return;
     case CWBA_ISA_AVX2: logf_n_avx2(x, y, n); return;
     default: break;
+    }
+#endif
+#ifdef QM_NEON
+    if (cwba_isa_current() == CWBA_ISA_NEON) {
+        logf_n_neon(x, y, n);
+        return;
     }
 #endif
     logf_n_scalar(x, y, n);
@@ -530,6 +650,12 @@ void cwba__expf_n(const float *x, float *y, size_t n)
     case CWBA_ISA_AVX512: expf_n_avx512(x, y, n); return;
     case CWBA_ISA_AVX2: expf_n_avx2(x, y, n); return;
     default: break;
+    }
+#endif
+#ifdef QM_NEON
+    if (cwba_isa_current() == CWBA_ISA_NEON) {
+        expf_n_neon(x, y, n);
+        return;
     }
 #endif
     expf_n_scalar(x, y, n);

@@ -46,6 +46,14 @@ int cwba__qmath_slow_for_test(int is_log, float x);
 #define cwba__qexpf cwba__expf
 #endif
 
+/* The log quantizer's float logarithm for its code bracket
+ * (src/quant/quantize.c): float operations only, one function of t on every
+ * ISA, within 2^-20 relative of cwba__qlogf on [1, FLT_MAX] (both modes;
+ * bench/qmath_exhaustive bracket checks every float). The _n form runs the
+ * current ISA's kernel. */
+float cwba__qlog_approx(float t);
+void cwba__qlog_approx_n(const float *x, float *y, size_t n);
+
 /* Everything one quantizer needs for one image: the global range and the
  * derived constants, computed once in the SPEC's float32 order. */
 typedef struct cwba_qparams {
@@ -63,7 +71,8 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 /* Quantizes one channel x[HW] with n >= 1 intervals into out[HW] (and codes,
  * may be NULL); out may be x. scratch is at least HW floats, or NULL (then the
  * log quantizer takes its slow scalar path). levels, if not NULL, are the
- * n+1 dequantized levels of this n (cwba__levels_get). Bit-exact with
+ * n+1 dequantized levels of this n (cwba__levels_get: readable to
+ * CWBA_LEVELS_PAD floats). Bit-exact with
  * cwba_quant_code_ref / cwba_quant_dequant_ref. */
 void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                          uint32_t *codes, float *scratch, const float *levels);
@@ -74,6 +83,9 @@ void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, 
  * quantizer, a pass-through range, n above CWBA_LEVELS_NMAX, or more levels
  * than values. make returns 0 when out of memory. */
 #define CWBA_LEVELS_NMAX 65536
+/* Each table can be read (not used) to CWBA_LEVELS_PAD floats from its
+ * start: the vector kernels load small tables into registers whole. */
+#define CWBA_LEVELS_PAD 32
 typedef struct cwba__levels {
     float *buf;
     long *off; /* (nmax + 1): offset of n's levels in buf, -1 if absent */

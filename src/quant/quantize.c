@@ -17,6 +17,10 @@
 #include <immintrin.h>
 #define Q_X86 1
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define Q_NEON 1
+#endif
 
 cwba_status cwba_quant_parse(const char *name, cwba_quant *out, cwba_error *err)
 {
@@ -238,20 +242,21 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 
 /* The fast per-channel paths. They compute exactly what the reference
  * functions above compute (tests/test_quant_quantizers.c compares them bit
- * for bit on every ISA), in vector kernels for AVX2 and AVX-512 chosen by
- * cwba_isa_current(), and in plain loops otherwise.
+ * for bit on every ISA), in vector kernels for AVX2, AVX-512 and NEON chosen
+ * by cwba_isa_current(), and in plain loops otherwise.
  *
  * Uniform: the same float32 expressions, branch-free (the clamp to 0..n is
  * a select written as the reference's comparisons, so that NaN and signed
  * zeros go the same way; x always lies in [mn, mx], so it only guards
  * rounding).
  *
- * Log: t = rint((ln(x - mn + 1) / M) * n) is the reference's float32 chain
- * itself, with the quantizers' own correctly rounded logarithm
- * (cwba__logf_n, src/quant/qmath.c) evaluated for the whole channel at
- * once; every step is an IEEE operation, so the codes are the reference's
- * by construction. The levels come from a table of the n + 1 values when it
- * is smaller than the channel (one expf per level instead of one per value). */
+ * Log: the code of rint((ln(x - mn + 1) / M) * n) comes from a bracket of
+ * it computed with a cheap float logarithm, the reference chain deciding
+ * the rare values the bracket leaves open (see qlog_approx below): the
+ * codes are the reference's by construction, with either logarithm
+ * (CWBA_QMATH_LIBC or not). The levels come from a table of the n + 1
+ * values when it is smaller than the channel (one expf per level instead of
+ * one per value), looked up with register permutes up to 32 levels. */
 #define CWBA_LOG_LUT_MAX 4096
 
 static inline float qlevel(const cwba_qparams *qp, uint32_t code, float nf)
@@ -302,34 +307,6 @@ __attribute__((target("avx2"))) static int uniform_avx2(const cwba_qparams *qp, 
     return i;
 }
 
-/* t[i] = clamp(rint((t[i] / M) * n)); codes and out from lut when given. */
-__attribute__((target("avx2"))) static int logcodes_avx2(float *t, int HW, float logm, float nfs,
-                                                         uint32_t *codes, const float *lut,
-                                                         float *out)
-{
-    const __m256 m = _mm256_set1_ps(logm), nf = _mm256_set1_ps(nfs);
-    int i = 0;
-    for (; i + 8 <= HW; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_div_ps(_mm256_loadu_ps(t + i), m), nf);
-        v = clamp8(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nf);
-        __m256i c = _mm256_cvttps_epi32(v);
-        _mm256_storeu_ps(t + i, v);
-        if (codes) _mm256_storeu_si256((__m256i *)(codes + i), c);
-        if (lut) _mm256_storeu_ps(out + i, _mm256_i32gather_ps(lut, c, 4));
-    }
-    return i;
-}
-
-__attribute__((target("avx2"))) static int logarg_avx2(const float *x, int HW, float mnv,
-                                                       float *t)
-{
-    const __m256 mn = _mm256_set1_ps(mnv), one = _mm256_set1_ps(1.0f);
-    int i = 0;
-    for (; i + 8 <= HW; i += 8)
-        _mm256_storeu_ps(t + i, _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mn), one));
-    return i;
-}
-
 __attribute__((target("avx512f"))) static inline __m512 clamp16(__m512 t, __m512 nf)
 {
     const __m512 z = _mm512_setzero_ps();
@@ -353,30 +330,30 @@ __attribute__((target("avx512f"))) static int uniform_avx512(const cwba_qparams 
     return i;
 }
 
-__attribute__((target("avx512f"))) static int logcodes_avx512(float *t, int HW, float logm,
-                                                              float nfs, uint32_t *codes,
-                                                              const float *lut, float *out)
+#endif
+
+#ifdef Q_NEON
+/* t -> clamp to [0, nf] as the scalar selects (NaN -> 0). */
+static inline float32x4_t clamp4(float32x4_t t, float32x4_t nf)
 {
-    const __m512 m = _mm512_set1_ps(logm), nf = _mm512_set1_ps(nfs);
-    int i = 0;
-    for (; i + 16 <= HW; i += 16) {
-        __m512 v = _mm512_mul_ps(_mm512_div_ps(_mm512_loadu_ps(t + i), m), nf);
-        v = clamp16(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nf);
-        __m512i c = _mm512_cvttps_epi32(v);
-        _mm512_storeu_ps(t + i, v);
-        if (codes) _mm512_storeu_si512(codes + i, c);
-        if (lut) _mm512_storeu_ps(out + i, _mm512_i32gather_ps(c, lut, 4));
-    }
-    return i;
+    const float32x4_t z = vdupq_n_f32(0.0f);
+    t = vbslq_f32(vcgeq_f32(t, z), t, z);
+    return vbslq_f32(vcleq_f32(t, nf), t, nf);
 }
 
-__attribute__((target("avx512f"))) static int logarg_avx512(const float *x, int HW, float mnv,
-                                                            float *t)
+static int uniform_neon(const cwba_qparams *qp, const float *x, int HW, float nfs, float *out,
+                        uint32_t *codes)
 {
-    const __m512 mn = _mm512_set1_ps(mnv), one = _mm512_set1_ps(1.0f);
+    const float32x4_t mn = vdupq_n_f32(qp->mn), range = vdupq_n_f32(qp->range),
+                      nf = vdupq_n_f32(nfs);
     int i = 0;
-    for (; i + 16 <= HW; i += 16)
-        _mm512_storeu_ps(t + i, _mm512_add_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mn), one));
+    for (; i + 4 <= HW; i += 4) {
+        float32x4_t v = vdivq_f32(vsubq_f32(vld1q_f32(x + i), mn), range);
+        float32x4_t t = clamp4(vrndnq_f32(vmulq_f32(v, nf)), nf);
+        /* a whole number in 0..n: truncation is the scalar conversion */
+        if (codes) vst1q_u32(codes + i, vcvtq_u32_f32(t));
+        vst1q_f32(out + i, vaddq_f32(vdivq_f32(vmulq_f32(t, range), nf), mn));
+    }
     return i;
 }
 #endif
@@ -393,6 +370,9 @@ static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n,
     default: break;
     }
 #endif
+#ifdef Q_NEON
+    if (cwba_isa_current() == CWBA_ISA_NEON) i = uniform_neon(qp, x, HW, nf, out, codes);
+#endif
     /* t is a whole number in 0..n, so t * range / nf + mn is the dequantized
      * level of code (uint32_t)t, as in cwba_quant_dequant_ref. */
     for (; i < HW; i++) {
@@ -404,110 +384,361 @@ static void quant_uniform(const cwba_qparams *qp, const float *x, int HW, int n,
     }
 }
 
-#ifdef CWBA_QMATH_LIBC
-/* Whether any element of t needs libc_log_fixup's look (the same test in
- * registers; an element flagged or not, the result is the library's code). */
-#define DOUBT_THR(u) (0.5f - fabsf(u) * 0x1p-20f - 0x1p-30f)
-#ifdef Q_X86
-__attribute__((target("avx512f"))) static int doubt_avx512(const float *t, int HW, float logm,
-                                                           float nfs, int *done)
+/* The log quantizer's codes without a correctly rounded logarithm for most
+ * values. The reference code is clamp(rint(fl(fl(L / M) * n))) of
+ * L = cwba__qlogf(t), t = fl(fl(x - mn) + 1): cwba's logarithm or, with
+ * CWBA_QMATH_LIBC, the C library's. qlog_approx(t) = l is a float
+ * logarithm within 2^-20 l of L for every float t in [1, FLT_MAX], for both
+ * (bench/qmath_exhaustive bracket checks every one; the approximation
+ * itself is within about 2^-22). With k = fl(n / M) and u = fl(l * k), the
+ * reference's fl(fl(L / M) * n) lies within u (1 +- 2^-19) (2^-20 from l,
+ * four roundings of 2^-24), so between lo = fl(u - u 2^-18) and
+ * hi = fl(u + u 2^-18). rint and the clamp are monotone, so where lo and hi
+ * give one code, that is the reference's code: no logarithm and no division
+ * by M for it. The other values (within about 2^-18 u of a decision
+ * boundary: some n 2^-17 of them) and t outside [1, FLT_MAX] (x < mn, NaN)
+ * take the reference chain. qlog_approx has float operations only, no fused
+ * multiply-add, in the same order in the scalar and every vector version:
+ * one function of t on every ISA (tests compare the vector versions with
+ * the scalar one), checked once for all floats. */
+#define QLOG_BRACKET 0x1p-18f
+#define QLOG_SQRTH 0x3f3504f3u /* the bits of sqrt(1/2) rounded to float */
+#define QLOG_LN2_HI 0x1.62e4p-1f /* 15 bits: e * QLOG_LN2_HI is exact for |e| <= 512 */
+#define QLOG_LN2_LO ((float)(0x1.62e42fefa39efp-1 - 0x1.62e4p-1))
+#define QLOG_C3 (1.0f / 3)
+#define QLOG_C5 (1.0f / 5)
+#define QLOG_C7 (1.0f / 7)
+#define QLOG_C9 (1.0f / 9)
+#define QLOG_TMAX 0x1.fffffep127f
+
+/* One channel's constants of the log quantizer. */
+typedef struct logq_k {
+    float mn, logm, nf, k; /* k = n / M, for the bracket only */
+} logq_k;
+
+/* ln t for a positive normal float t: t = 2^e m, m in [sqrt(1/2), sqrt(2)),
+ * f = m - 1 exact, ln m = 2 atanh(s) with s = f / (2 + f), |s| < 0.1716,
+ * the series to s^9 (truncation below 2^-30 relative). */
+static inline float qlog_approx(float t)
 {
-    const __m512 m = _mm512_set1_ps(logm), nf = _mm512_set1_ps(nfs);
-    __mmask16 any = 0;
-    int i = 0;
-    for (; i + 16 <= HW; i += 16) {
-        __m512 u = _mm512_mul_ps(_mm512_div_ps(_mm512_loadu_ps(t + i), m), nf);
-        __m512 r = _mm512_roundscale_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 d = _mm512_abs_ps(_mm512_sub_ps(u, r));
-        __m512 thr = _mm512_sub_ps(_mm512_sub_ps(_mm512_set1_ps(0.5f),
-                                                 _mm512_mul_ps(_mm512_abs_ps(u), _mm512_set1_ps(0x1p-20f))),
-                                   _mm512_set1_ps(0x1p-30f));
-        any |= _mm512_cmp_ps_mask(d, thr, _CMP_GT_OQ);
-    }
-    *done = i;
-    return any != 0;
+    uint32_t ix;
+    memcpy(&ix, &t, sizeof ix);
+    ix -= QLOG_SQRTH;
+    int32_t e = (int32_t)ix >> 23;
+    uint32_t mb = (ix & 0x007fffffu) + QLOG_SQRTH;
+    float m;
+    memcpy(&m, &mb, sizeof m);
+    float f = m - 1.0f;
+    float s = f / (2.0f + f), z = s * s;
+    float p = z * (QLOG_C3 + z * (QLOG_C5 + z * (QLOG_C7 + z * QLOG_C9)));
+    float hs = s + s, ef = (float)e;
+    return ef * QLOG_LN2_HI + ((hs + hs * p) + ef * QLOG_LN2_LO);
 }
 
-__attribute__((target("avx2"))) static int doubt_avx2(const float *t, int HW, float logm,
-                                                      float nfs, int *done)
+static inline float code_clampf(float v, float nf)
 {
-    const __m256 m = _mm256_set1_ps(logm), nf = _mm256_set1_ps(nfs);
-    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 any = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= HW; i += 8) {
-        __m256 u = _mm256_mul_ps(_mm256_div_ps(_mm256_loadu_ps(t + i), m), nf);
-        __m256 r = _mm256_round_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256 d = _mm256_and_ps(_mm256_sub_ps(u, r), abs);
-        __m256 thr = _mm256_sub_ps(_mm256_sub_ps(_mm256_set1_ps(0.5f),
-                                                 _mm256_mul_ps(_mm256_and_ps(u, abs), _mm256_set1_ps(0x1p-20f))),
-                                   _mm256_set1_ps(0x1p-30f));
-        any = _mm256_or_ps(any, _mm256_cmp_ps(d, thr, _CMP_GT_OQ));
+    v = v >= 0.0f ? v : 0.0f;
+    return v <= nf ? v : nf;
+}
+
+/* The reference chain: the code of x, as a float. */
+static inline float log_code_ref(float x, const logq_k *K)
+{
+    return code_clampf(rintf(cwba__qlogf(x - K->mn + 1.0f) / K->logm * K->nf), K->nf);
+}
+
+/* The code of x (as a float): the bracket, else the reference chain. */
+static inline float log_code(float x, const logq_k *K)
+{
+    float t = x - K->mn + 1.0f;
+    if (t >= 1.0f && t <= QLOG_TMAX) {
+        float u = qlog_approx(t) * K->k, b = u * QLOG_BRACKET;
+        float c = code_clampf(rintf(u - b), K->nf);
+        if (c == code_clampf(rintf(u + b), K->nf)) return c;
     }
-    *done = i;
-    return _mm256_movemask_ps(any) != 0;
+    return log_code_ref(x, K);
+}
+
+float cwba__qlog_approx(float t)
+{
+    return qlog_approx(t);
+}
+
+#ifdef Q_X86
+__attribute__((target("avx2"))) static inline __m256 qlog_approx8(__m256 t)
+{
+    const __m256i sq = _mm256_set1_epi32((int)QLOG_SQRTH);
+    __m256i ix = _mm256_sub_epi32(_mm256_castps_si256(t), sq);
+    __m256 ef = _mm256_cvtepi32_ps(_mm256_srai_epi32(ix, 23));
+    __m256 m = _mm256_castsi256_ps(
+        _mm256_add_epi32(_mm256_and_si256(ix, _mm256_set1_epi32(0x007fffff)), sq));
+    __m256 f = _mm256_sub_ps(m, _mm256_set1_ps(1.0f));
+    __m256 s = _mm256_div_ps(f, _mm256_add_ps(_mm256_set1_ps(2.0f), f)), z = _mm256_mul_ps(s, s);
+    __m256 p = _mm256_add_ps(_mm256_set1_ps(QLOG_C7), _mm256_mul_ps(z, _mm256_set1_ps(QLOG_C9)));
+    p = _mm256_add_ps(_mm256_set1_ps(QLOG_C5), _mm256_mul_ps(z, p));
+    p = _mm256_add_ps(_mm256_set1_ps(QLOG_C3), _mm256_mul_ps(z, p));
+    p = _mm256_mul_ps(z, p);
+    __m256 hs = _mm256_add_ps(s, s);
+    __m256 lnm = _mm256_add_ps(_mm256_add_ps(hs, _mm256_mul_ps(hs, p)),
+                               _mm256_mul_ps(ef, _mm256_set1_ps(QLOG_LN2_LO)));
+    return _mm256_add_ps(_mm256_mul_ps(ef, _mm256_set1_ps(QLOG_LN2_HI)), lnm);
+}
+
+/* codes[i], out[i] (from lut when given) and t[i] = the code as a float,
+ * for all i < HW: the tail through masked loads and stores. */
+__attribute__((target("avx2"))) static void logq_avx2(const float *x, int HW, const logq_k *K,
+                                                      float *t, uint32_t *codes, const float *lut,
+                                                      float *out)
+{
+    const __m256 mn = _mm256_set1_ps(K->mn), one = _mm256_set1_ps(1.0f),
+                 kk = _mm256_set1_ps(K->k), nf = _mm256_set1_ps(K->nf),
+                 tmax = _mm256_set1_ps(QLOG_TMAX), br = _mm256_set1_ps(QLOG_BRACKET);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    /* Up to 32 levels: looked up in registers (permutes), not gathered. */
+    int nl = (int)K->nf + 1;
+    __m256 L0 = _mm256_setzero_ps(), L1 = L0, L2 = L0, L3 = L0;
+    if (lut && nl <= 32) { /* lut is readable to CWBA_LEVELS_PAD floats */
+        L0 = _mm256_loadu_ps(lut);
+        L1 = _mm256_loadu_ps(lut + 8);
+        L2 = _mm256_loadu_ps(lut + 16);
+        L3 = _mm256_loadu_ps(lut + 24);
+    }
+    for (int i = 0; i < HW; i += 8) {
+        int left = HW - i;
+        __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane);
+        int livebits = left >= 8 ? 0xff : (1 << left) - 1;
+        /* dead lanes read mn: t = 1, code 0, never redone */
+        __m256 xv = left >= 8 ? _mm256_loadu_ps(x + i)
+                              : _mm256_blendv_ps(mn, _mm256_maskload_ps(x + i, live),
+                                                 _mm256_castsi256_ps(live));
+        __m256 a = _mm256_add_ps(_mm256_sub_ps(xv, mn), one);
+        __m256 dom = _mm256_and_ps(_mm256_cmp_ps(a, one, _CMP_GE_OQ),
+                                   _mm256_cmp_ps(a, tmax, _CMP_LE_OQ));
+        __m256 u = _mm256_mul_ps(qlog_approx8(a), kk), b = _mm256_mul_ps(u, br);
+        const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        __m256 v = clamp8(_mm256_round_ps(_mm256_sub_ps(u, b), rn), nf);
+        __m256 w = clamp8(_mm256_round_ps(_mm256_add_ps(u, b), rn), nf);
+        __m256 ok = _mm256_and_ps(dom, _mm256_cmp_ps(v, w, _CMP_EQ_OQ));
+        int redo = ~_mm256_movemask_ps(ok) & livebits;
+        if (redo) {
+            float tv[8];
+            _mm256_storeu_ps(tv, v);
+            for (; redo; redo &= redo - 1) {
+                int j = __builtin_ctz((unsigned)redo);
+                tv[j] = log_code_ref(x[i + j], K);
+            }
+            v = _mm256_loadu_ps(tv);
+        }
+        __m256i c = _mm256_cvttps_epi32(v);
+        __m256 o = _mm256_setzero_ps();
+        if (lut && nl <= 32) {
+            /* bit 3 of the code picks L0/L1 (L2/L3), bit 4 the pair */
+            __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
+            __m256 b4 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 27));
+            __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(L0, c),
+                                         _mm256_permutevar8x32_ps(L1, c), b3);
+            __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(L2, c),
+                                         _mm256_permutevar8x32_ps(L3, c), b3);
+            o = _mm256_blendv_ps(lo, hi, b4);
+        } else if (lut) {
+            o = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), lut, c, _mm256_castsi256_ps(live), 4);
+        }
+        if (left >= 8) {
+            _mm256_storeu_ps(t + i, v);
+            if (codes) _mm256_storeu_si256((__m256i *)(codes + i), c);
+            if (lut) _mm256_storeu_ps(out + i, o);
+        } else {
+            _mm256_maskstore_ps(t + i, live, v);
+            if (codes) _mm256_maskstore_epi32((int *)(codes + i), live, c);
+            if (lut) _mm256_maskstore_ps(out + i, live, o);
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static inline __m512 qlog_approx16(__m512 t)
+{
+    const __m512i sq = _mm512_set1_epi32((int)QLOG_SQRTH);
+    __m512i ix = _mm512_sub_epi32(_mm512_castps_si512(t), sq);
+    __m512 ef = _mm512_cvtepi32_ps(_mm512_srai_epi32(ix, 23));
+    __m512 m = _mm512_castsi512_ps(
+        _mm512_add_epi32(_mm512_and_si512(ix, _mm512_set1_epi32(0x007fffff)), sq));
+    __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+    __m512 s = _mm512_div_ps(f, _mm512_add_ps(_mm512_set1_ps(2.0f), f)), z = _mm512_mul_ps(s, s);
+    __m512 p = _mm512_add_ps(_mm512_set1_ps(QLOG_C7), _mm512_mul_ps(z, _mm512_set1_ps(QLOG_C9)));
+    p = _mm512_add_ps(_mm512_set1_ps(QLOG_C5), _mm512_mul_ps(z, p));
+    p = _mm512_add_ps(_mm512_set1_ps(QLOG_C3), _mm512_mul_ps(z, p));
+    p = _mm512_mul_ps(z, p);
+    __m512 hs = _mm512_add_ps(s, s);
+    __m512 lnm = _mm512_add_ps(_mm512_add_ps(hs, _mm512_mul_ps(hs, p)),
+                               _mm512_mul_ps(ef, _mm512_set1_ps(QLOG_LN2_LO)));
+    return _mm512_add_ps(_mm512_mul_ps(ef, _mm512_set1_ps(QLOG_LN2_HI)), lnm);
+}
+
+__attribute__((target("avx512f"))) static void logq_avx512(const float *x, int HW,
+                                                           const logq_k *K, float *t,
+                                                           uint32_t *codes, const float *lut,
+                                                           float *out)
+{
+    const __m512 mn = _mm512_set1_ps(K->mn), one = _mm512_set1_ps(1.0f),
+                 kk = _mm512_set1_ps(K->k), nf = _mm512_set1_ps(K->nf),
+                 tmax = _mm512_set1_ps(QLOG_TMAX), br = _mm512_set1_ps(QLOG_BRACKET);
+    /* Up to 32 levels: one two-register permute, not a gather. */
+    int nl = (int)K->nf + 1;
+    __m512 L0 = _mm512_setzero_ps(), L1 = L0;
+    if (lut && nl <= 32) { /* lut is readable to CWBA_LEVELS_PAD floats */
+        L0 = _mm512_loadu_ps(lut);
+        L1 = _mm512_loadu_ps(lut + 16);
+    }
+    for (int i = 0; i < HW; i += 16) {
+        int left = HW - i;
+        __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 xv = _mm512_mask_loadu_ps(mn, live, x + i); /* dead lanes: code 0 */
+        __m512 a = _mm512_add_ps(_mm512_sub_ps(xv, mn), one);
+        __mmask16 dom = _mm512_cmp_ps_mask(a, one, _CMP_GE_OQ) &
+                        _mm512_cmp_ps_mask(a, tmax, _CMP_LE_OQ);
+        __m512 u = _mm512_mul_ps(qlog_approx16(a), kk), b = _mm512_mul_ps(u, br);
+        const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        __m512 v = clamp16(_mm512_roundscale_ps(_mm512_sub_ps(u, b), rn), nf);
+        __m512 w = clamp16(_mm512_roundscale_ps(_mm512_add_ps(u, b), rn), nf);
+        __mmask16 ok = dom & _mm512_cmp_ps_mask(v, w, _CMP_EQ_OQ);
+        unsigned redo = ~(unsigned)ok & (unsigned)live;
+        if (redo) {
+            float tv[16];
+            _mm512_storeu_ps(tv, v);
+            for (; redo; redo &= redo - 1) {
+                int j = __builtin_ctz(redo);
+                tv[j] = log_code_ref(x[i + j], K);
+            }
+            v = _mm512_loadu_ps(tv);
+        }
+        __m512i c = _mm512_cvttps_epi32(v);
+        _mm512_mask_storeu_ps(t + i, live, v);
+        if (codes) _mm512_mask_storeu_epi32(codes + i, live, c);
+        if (lut && nl <= 32)
+            _mm512_mask_storeu_ps(out + i, live, _mm512_permutex2var_ps(L0, c, L1));
+        else if (lut)
+            _mm512_mask_storeu_ps(out + i, live,
+                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, c, lut, 4));
+    }
 }
 #endif
 
-/* t holds the correctly rounded logarithms. The C library's logf is within
- * one ulp of them (glibc: 0.82 ulp from the exact value, ours 0.5), so the
- * unrounded code u = (ln / M) * n of its chain lies within 2^-21 u of ours:
- * where ours is farther than 2^-20 u from a half-integer, both round to the
- * same code. Elsewhere (a few values in 10^5) the logarithm is replaced by
- * the library's, so that the chain below gives the library's code. */
-static void libc_log_fixup(const cwba_qparams *qp, const float *x, int HW, float nf, float *t)
+#ifdef Q_NEON
+static inline float32x4_t qlog_approx4(float32x4_t t)
 {
-    int i0 = 0, any = 0;
+    const uint32x4_t sq = vdupq_n_u32(QLOG_SQRTH);
+    uint32x4_t ix = vsubq_u32(vreinterpretq_u32_f32(t), sq);
+    float32x4_t ef = vcvtq_f32_s32(vshrq_n_s32(vreinterpretq_s32_u32(ix), 23));
+    float32x4_t m = vreinterpretq_f32_u32(vaddq_u32(vandq_u32(ix, vdupq_n_u32(0x007fffffu)), sq));
+    float32x4_t f = vsubq_f32(m, vdupq_n_f32(1.0f));
+    float32x4_t s = vdivq_f32(f, vaddq_f32(vdupq_n_f32(2.0f), f)), z = vmulq_f32(s, s);
+    float32x4_t p = vaddq_f32(vdupq_n_f32(QLOG_C7), vmulq_f32(z, vdupq_n_f32(QLOG_C9)));
+    p = vaddq_f32(vdupq_n_f32(QLOG_C5), vmulq_f32(z, p));
+    p = vaddq_f32(vdupq_n_f32(QLOG_C3), vmulq_f32(z, p));
+    p = vmulq_f32(z, p);
+    float32x4_t hs = vaddq_f32(s, s);
+    float32x4_t lnm = vaddq_f32(vaddq_f32(hs, vmulq_f32(hs, p)),
+                                vmulq_f32(ef, vdupq_n_f32(QLOG_LN2_LO)));
+    return vaddq_f32(vmulq_f32(ef, vdupq_n_f32(QLOG_LN2_HI)), lnm);
+}
+
+/* As logq_avx2, for i < the count returned (a multiple of 4). */
+static int logq_neon(const float *x, int HW, const logq_k *K, float *t, uint32_t *codes,
+                     const float *lut, float *out)
+{
+    const float32x4_t mn = vdupq_n_f32(K->mn), one = vdupq_n_f32(1.0f), kk = vdupq_n_f32(K->k),
+                      nf = vdupq_n_f32(K->nf), tmax = vdupq_n_f32(QLOG_TMAX),
+                      br = vdupq_n_f32(QLOG_BRACKET);
+    int i = 0;
+    for (; i + 4 <= HW; i += 4) {
+        float32x4_t a = vaddq_f32(vsubq_f32(vld1q_f32(x + i), mn), one);
+        uint32x4_t dom = vandq_u32(vcgeq_f32(a, one), vcleq_f32(a, tmax));
+        float32x4_t u = vmulq_f32(qlog_approx4(a), kk), b = vmulq_f32(u, br);
+        float32x4_t v = clamp4(vrndnq_f32(vsubq_f32(u, b)), nf);
+        float32x4_t w = clamp4(vrndnq_f32(vaddq_f32(u, b)), nf);
+        uint32x4_t ok = vandq_u32(dom, vceqq_f32(v, w));
+        vst1q_f32(t + i, v);
+        if (vminvq_u32(ok) == 0) {
+            uint32_t okl[4];
+            vst1q_u32(okl, ok);
+            for (int j = 0; j < 4; j++)
+                if (!okl[j]) t[i + j] = log_code_ref(x[i + j], K);
+        }
+        /* whole numbers in 0..n: truncation is the reference's conversion */
+        uint32x4_t c = vcvtq_u32_f32(vld1q_f32(t + i));
+        if (codes) vst1q_u32(codes + i, c);
+        if (lut) {
+            uint32_t cl[4];
+            vst1q_u32(cl, c);
+            for (int j = 0; j < 4; j++) out[i + j] = lut[cl[j]];
+        }
+    }
+    return i;
+}
+#endif
+
 #ifdef Q_X86
+__attribute__((target("avx512f"))) static size_t approx_n_avx512(const float *x, float *y,
+                                                                 size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, qlog_approx16(_mm512_loadu_ps(x + i)));
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t approx_n_avx2(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, qlog_approx8(_mm256_loadu_ps(x + i)));
+    return i;
+}
+#endif
+
+/* y[i] = qlog_approx(x[i]) with the current ISA's kernel (tests compare it
+ * with the scalar function; bench/qmath_exhaustive does so for every float). */
+void cwba__qlog_approx_n(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
     switch (cwba_isa_current()) {
-    case CWBA_ISA_AVX512: any = doubt_avx512(t, HW, qp->logm, nf, &i0); break;
-    case CWBA_ISA_AVX2: any = doubt_avx2(t, HW, qp->logm, nf, &i0); break;
+#ifdef Q_X86
+    case CWBA_ISA_AVX512: i = approx_n_avx512(x, y, n); break;
+    case CWBA_ISA_AVX2: i = approx_n_avx2(x, y, n); break;
+#endif
+#ifdef Q_NEON
+    case CWBA_ISA_NEON:
+        for (; i + 4 <= n; i += 4) vst1q_f32(y + i, qlog_approx4(vld1q_f32(x + i)));
+        break;
+#endif
     default: break;
     }
-#endif
-    for (int i = i0; i < HW && !any; i++) {
-        float u = t[i] / qp->logm * nf;
-        any = fabsf(u - rintf(u)) > DOUBT_THR(u);
-    }
-    if (!any) return;
-    for (int i = 0; i < HW; i++) {
-        float u = t[i] / qp->logm * nf;
-        if (fabsf(u - rintf(u)) > DOUBT_THR(u)) t[i] = logf(x[i] - qp->mn + 1.0f);
-    }
+    for (; i < n; i++) y[i] = qlog_approx(x[i]);
 }
-#endif
 
 static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                       uint32_t *codes, float *t, const float *levels)
 {
-    const float mn = qp->mn, nf = (float)n;
-    float lut[CWBA_LOG_LUT_MAX + 1];
+    const float nf = (float)n;
+    const logq_k K = {.mn = qp->mn, .logm = qp->logm, .nf = nf, .k = nf / qp->logm};
+    float lut[CWBA_LOG_LUT_MAX + CWBA_LEVELS_PAD];
     const float *lv = levels;
     if (!lv && n < HW && n <= CWBA_LOG_LUT_MAX) {
         log_levels(qp, n, lut);
+        for (int k = n + 1; k < CWBA_LEVELS_PAD; k++) lut[k] = 0.0f; /* read, never used */
         lv = lut;
     }
-    cwba_isa isa = cwba_isa_current();
     int i = 0;
+    switch (cwba_isa_current()) {
 #ifdef Q_X86
-    if (isa == CWBA_ISA_AVX512) i = logarg_avx512(x, HW, mn, t);
-    if (isa == CWBA_ISA_AVX2) i = logarg_avx2(x, HW, mn, t);
+    case CWBA_ISA_AVX512: logq_avx512(x, HW, &K, t, codes, lv, out); i = HW; break;
+    case CWBA_ISA_AVX2: logq_avx2(x, HW, &K, t, codes, lv, out); i = HW; break;
 #endif
-    for (; i < HW; i++) t[i] = x[i] - mn + 1.0f;
-    cwba__logf_n(t, t, (size_t)HW);
-#ifdef CWBA_QMATH_LIBC
-    libc_log_fixup(qp, x, HW, nf, t);
+#ifdef Q_NEON
+    case CWBA_ISA_NEON: i = logq_neon(x, HW, &K, t, codes, lv, out); break;
 #endif
-    i = 0;
-#ifdef Q_X86
-    if (isa == CWBA_ISA_AVX512) i = logcodes_avx512(t, HW, qp->logm, nf, codes, lv, out);
-    if (isa == CWBA_ISA_AVX2) i = logcodes_avx2(t, HW, qp->logm, nf, codes, lv, out);
-#endif
-    (void)isa;
+    default: break;
+    }
     for (; i < HW; i++) {
-        float v = rintf(t[i] / qp->logm * nf);
-        v = v >= 0.0f ? v : 0.0f;
-        v = v <= nf ? v : nf;
+        float v = log_code(x[i], &K);
         t[i] = v;
         if (codes) codes[i] = (uint32_t)(int32_t)v;
         if (lv) out[i] = lv[(int32_t)v];
@@ -520,7 +751,7 @@ static void quant_log(const cwba_qparams *qp, const float *x, int HW, int n, flo
 #else
     cwba__expf_n(out, out, (size_t)HW);
 #endif
-    for (int k = 0; k < HW; k++) out[k] = out[k] - 1.0f + mn;
+    for (int k = 0; k < HW; k++) out[k] = out[k] - 1.0f + qp->mn;
 }
 
 int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba__levels *lv)
@@ -546,12 +777,14 @@ int cwba__levels_make(const cwba_qparams *qp, const int *n, int C, int HW, cwba_
         lv->off = NULL;
         return 1;
     }
-    lv->buf = malloc(total * sizeof *lv->buf);
+    /* CWBA_LEVELS_PAD more: every table is readable to that many floats */
+    lv->buf = malloc((total + CWBA_LEVELS_PAD) * sizeof *lv->buf);
     if (!lv->buf) {
         free(lv->off);
         lv->off = NULL;
         return 0;
     }
+    for (size_t k = 0; k < CWBA_LEVELS_PAD; k++) lv->buf[total + k] = 0.0f;
     for (int k = 1; k <= nmax; k++)
         if (lv->off[k] >= 0)
             log_levels(qp, k, lv->buf + lv->off[k]);
