@@ -67,20 +67,21 @@ done
 
 # Image-weighted means of the first $nchunks chunks of one method's
 # directory; bits per element = bytes * 8 / (C*H*W).
-collect() { # config method dir elements
-    local cfg=$1 method=$2 dir=$3 elems=$4 files=() k f
+collect() { # config method dir elements [reserve]
+    local cfg=$1 method=$2 dir=$3 elems=$4 reserve=${5:-} files=() k f
     for ((k = 0; k < nchunks; k++)); do
         f="$dir/chunk-$(printf %03d "$k").jsonl"
         [ -s "$f" ] || { say "$cfg $method: chunk $k missing, curve left out"; return 0; }
         files+=("$f")
     done
-    cat "${files[@]}" | awk -v cfg="$cfg" -v method="$method" -v el="$elems" '
+    cat "${files[@]}" | awk -v cfg="$cfg" -v method="$method" -v el="$elems" -v res="$reserve" '
     function val(k,   m) {
         if (match($0, "\"" k "\":[^,}]*")) { m = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); gsub(/"/, "", m); return m }
         return ""
     }
+    res != "" && val("reserve") != res { next }
     {
-        p = val("quality") != "" ? "q" val("quality") : "b" val("bits")
+        p = val("quality") != "" ? "q" val("quality") : val("lambda") != "" ? "l" val("lambda") : "b" val("bits")
         n = val("images") + 0
         if (!(p in N)) order[++np] = p
         N[p] += n
@@ -108,6 +109,9 @@ for cfg in $CONFIGS; do
     name="$model-$split"
     elems=$("$BIN" layers --model "$model" | awk -v s="$split" '$1 == s { print $2 * $4 * $6 }')
     collect "$name" uniform "$EXP/raw/$name/uniform-none" "$elems" >>"$tmp"
+    # the original's method: its allocation with 40 online iterations,
+    # coded by our bitstream (run.sh's uniform-channel chunks, reserve 40)
+    collect "$name" original "$EXP/raw/$name/uniform-channel" "$elems" 40 >>"$tmp"
     for mdir in "$EXP/raw-rd/$name"/*/; do
         [ -d "$mdir" ] && collect "$name" "$(basename "$mdir")" "$mdir" "$elems" >>"$tmp"
     done
@@ -117,7 +121,7 @@ awk -F, 'NR > 1 { if (($1 in n) && n[$1] != $4) { print "rd.sh: " $1 " " $2 " ha
     END { exit bad }' "$tmp" >&2 || { rm -f "$tmp"; exit 1; }
 mv "$tmp" "$EXP/results/rd-points.csv"
 say "wrote experiments/results/rd-points.csv ($(($(wc -l <"$EXP/results/rd-points.csv") - 1)) points)"
-"$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor jpeg,webp,hevc --fit "$FIT" \
+"$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor original,jpeg,webp,hevc --fit "$FIT" \
     --out "$EXP/results/bdrate.csv"
 say "wrote experiments/results/bdrate.csv"
 # the MSE BD-rates as a markdown table (pasted into experiments/README.md)
@@ -128,12 +132,12 @@ awk -F, 'NR > 1 && $4 == "mse" {
     }
     function cell(c, m, a) { return ((c, m, a) in v) ? (v[c, m, a] == "NA" ? "NA" : sprintf("%+.1f %%", v[c, m, a])) : "—" }
     END {
-        print "| configuration | method | vs jpeg | vs webp | vs hevc |"
-        print "|---|---|---:|---:|---:|"
+        print "| configuration | method | vs original | vs jpeg | vs webp | vs hevc |"
+        print "|---|---|---:|---:|---:|---:|"
         for (i = 1; i <= nc; i++)
             for (j = 1; j <= nm; j++)
-                if ((cfg[i], meth[j], "jpeg") in v || (cfg[i], meth[j], "webp") in v || (cfg[i], meth[j], "hevc") in v)
-                    printf "| %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "jpeg"),
+                if ((cfg[i], meth[j], "original") in v || (cfg[i], meth[j], "jpeg") in v || (cfg[i], meth[j], "webp") in v || (cfg[i], meth[j], "hevc") in v)
+                    printf "| %s | %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "original"), cell(cfg[i], meth[j], "jpeg"),
                         cell(cfg[i], meth[j], "webp"), cell(cfg[i], meth[j], "hevc")
     }' "$EXP/results/bdrate.csv" >"$EXP/results/bdrate.md.tmp"
 mv "$EXP/results/bdrate.md.tmp" "$EXP/results/bdrate.md"
