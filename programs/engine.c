@@ -172,6 +172,8 @@ typedef struct eval_image {
     const float *x, *y0;   /* (C, HW), (K) */
     double t_y0;           /* seconds of the reference pass */
     cwba_eval_ctx *ctx[2]; /* uniform, log: made on first use */
+    cwba_probe_cache *pc[2]; /* rate-distortion allocation: uniform, log */
+    cwba_rd_ctx *rd[2];
 } eval_image;
 
 typedef struct eval_run {
@@ -187,6 +189,88 @@ typedef struct eval_run {
     uint32_t *codes; /* (C, HW) */
     int *n;          /* (C) */
 } eval_run;
+
+static int stream_info(eval_run *er, const eval_image *im, cwba_quant q, int b);
+
+/* Bytes of the stream cwba encode writes (mode auto) for er->n and
+ * er->codes; er->si must be set. */
+static int stream_bytes_auto(eval_run *er, size_t *bytes)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    er->si.mode = CWBA_STREAM_AUTO;
+    if (cwba_stream_encode(&er->si, er->n, er->codes, er->stream, er->stream_cap, bytes, NULL, &err))
+        return cli_fail_status(&err);
+    return 0;
+}
+
+/* Rate-distortion allocation of one configuration: the image's candidates
+ * (probes and rate model) made on first use, shared by its configurations
+ * unless fresh probes are asked for; then one lambda, or the search for the
+ * smallest lambda whose real stream fits the target. */
+static int eval_rd(eval_run *er, eval_image *im, const engine_method *me, int kmax, float *xh,
+                   engine_result *r)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    int qi = me->quant == CWBA_QUANT_LOG;
+    if (er->fresh_probes) {
+        cwba_rd_ctx_free(im->rd[qi]);
+        cwba_probe_cache_free(im->pc[qi]);
+        im->rd[qi] = NULL;
+        im->pc[qi] = NULL;
+    }
+    if (!im->rd[qi]) {
+        cwba_alloc_stats st = {0, 0, 0};
+        if (cwba_probe_cache_create(&er->be, me->quant, im->x, im->y0, &im->pc[qi], &err) ||
+            cwba_rd_ctx_create(im->pc[qi], &er->be, me->quant, im->x, kmax, &im->rd[qi], &st, &err))
+            return cli_fail_status(&err);
+        /* the probes and the reference pass they are measured against */
+        r->passes += st.passes + 1;
+        r->seconds += im->t_y0;
+    }
+    double lambda = me->lambda;
+    if (me->target_bytes > 0) {
+        if (!stream_info(er, im, me->quant, kmax)) {
+            cli_error("--bytes: the log quantizer cannot code this image's range");
+            return 1;
+        }
+        /* Bisection on log10(lambda) over [-12, 3]: deterministic, 48 steps;
+         * the real size is not monotone in lambda everywhere, so this finds
+         * a lambda at which it fits, the smallest one the bracket resolves. */
+        double lo = -12.0, hi = 3.0;
+        size_t bytes;
+        if (cwba_rd_ctx_alloc(im->rd[qi], pow(10.0, lo), er->n, NULL, er->codes, NULL, NULL, &err))
+            return cli_fail_status(&err);
+        if (stream_bytes_auto(er, &bytes)) return 1;
+        if (bytes <= (size_t)me->target_bytes) {
+            hi = lo;
+        } else {
+            for (int it = 0; it < 48; it++) {
+                double mid = 0.5 * (lo + hi);
+                if (cwba_rd_ctx_alloc(im->rd[qi], pow(10.0, mid), er->n, NULL, er->codes, NULL,
+                                      NULL, &err))
+                    return cli_fail_status(&err);
+                if (stream_bytes_auto(er, &bytes)) return 1;
+                if (bytes <= (size_t)me->target_bytes)
+                    hi = mid;
+                else
+                    lo = mid;
+            }
+            if (cwba_rd_ctx_alloc(im->rd[qi], pow(10.0, hi), er->n, NULL, er->codes, NULL, NULL,
+                                  &err))
+                return cli_fail_status(&err);
+            if (stream_bytes_auto(er, &bytes)) return 1;
+            if (bytes > (size_t)me->target_bytes) r->over_target++;
+        }
+        lambda = pow(10.0, hi);
+    }
+    if (cwba_rd_ctx_alloc(im->rd[qi], lambda, er->n, xh, er->codes, NULL, NULL, &err))
+        return cli_fail_status(&err);
+    r->lambda_sum += lambda;
+    for (int c = 0; c < er->C; c++) r->dropped_sum += er->n[c] == 0;
+    return 0;
+}
 
 /* The quantized feature xh, its codes (er->codes) and interval counts
  * (er->n) of one configuration, with the passes and seconds it is charged. */
@@ -205,7 +289,9 @@ static int eval_quantize(eval_run *er, eval_image *im, const engine_method *me, 
         *code_bits = b;
         return 0;
     }
-    if (me->alloc == ALLOC_NONE) {
+    if (me->alloc == ALLOC_RD) {
+        if (eval_rd(er, im, me, b, xh, r)) return 1;
+    } else if (me->alloc == ALLOC_NONE) {
         for (int c = 0; c < C; c++) er->n[c] = (1 << b) - 1;
         if (cwba_quantize_feature(me->quant, im->x, C, er->HW, er->n, xh, er->codes, &err))
             return cli_fail_status(&err);
@@ -237,25 +323,35 @@ static int eval_quantize(eval_run *er, eval_image *im, const engine_method *me, 
 
 /* Codes the configuration's codes as real bitstreams (both payload modes):
  * the rate reported is the bytes that would travel. */
+/* Sets er->si for one configuration of the image; 0 when no bitstream can
+ * carry it. */
+static int stream_info(eval_run *er, const eval_image *im, cwba_quant q, int b)
+{
+    cwba_stream_info *si = &er->si;
+    si->quant = q;
+    si->bits = b;
+    si->clip = (float)er->clip;
+    si->mn = si->mx = 0.0f;
+    if (q != CWBA_QUANT_DOREFA) {
+        cwba_feature_range(im->x, er->feat, &si->mn, &si->mx);
+        /* The log quantizer passes a range below float32 resolution through
+         * uncoded, which the bitstream cannot carry. */
+        if (q == CWBA_QUANT_LOG && si->mx > si->mn &&
+            !(cwba_quant_code_ref(CWBA_QUANT_LOG, si->mx, si->mn, si->mx, 1) == 1))
+            return 0;
+    }
+    return 1;
+}
+
 static int eval_encode(eval_run *er, const eval_image *im, const engine_method *me, int b,
                        engine_result *r)
 {
     cwba_error err;
     cwba_error_clear(&err);
     cwba_stream_info *si = &er->si;
-    si->quant = me->quant;
-    si->bits = b;
-    si->clip = (float)er->clip;
-    si->mn = si->mx = 0.0f;
-    if (me->quant != CWBA_QUANT_DOREFA) {
-        cwba_feature_range(im->x, er->feat, &si->mn, &si->mx);
-        /* The log quantizer passes a range below float32 resolution through
-         * uncoded, which the bitstream cannot carry. */
-        if (me->quant == CWBA_QUANT_LOG && si->mx > si->mn &&
-            !(cwba_quant_code_ref(CWBA_QUANT_LOG, si->mx, si->mn, si->mx, 1) == 1)) {
-            r->stream_failures++;
-            return 0;
-        }
+    if (!stream_info(er, im, me->quant, b)) {
+        r->stream_failures++;
+        return 0;
     }
     size_t lens[2] = {0, 0};
     int coded = 0;
@@ -381,7 +477,7 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             rc = cli_fail_status(&err);
             break;
         }
-        eval_image im = {x, y0, cwba_now(), {NULL, NULL}};
+        eval_image im = {x, y0, cwba_now(), {NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
         if (cwba_model_forward_back(m, split, x, 1, y0, &err)) {
             rc = cli_fail_status(&err);
             break;
@@ -402,8 +498,11 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
                 res[slot].code_bits_sum += code_bits;
                 if (!rc) rc = eval_encode(&er, &im, &methods[mi], b, &res[slot]);
             }
-        cwba_eval_ctx_free(im.ctx[0]);
-        cwba_eval_ctx_free(im.ctx[1]);
+        for (int qi = 0; qi < 2; qi++) {
+            cwba_eval_ctx_free(im.ctx[qi]);
+            cwba_rd_ctx_free(im.rd[qi]);
+            cwba_probe_cache_free(im.pc[qi]);
+        }
         if (!rc) rc = eval_final(m, split, &er, &im, label, xhat, logits, slot_time, nslots, res);
         if (!rc) cli_progress_update(&pr, i + 1, cd->count);
     }
@@ -417,7 +516,10 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
 
 /* ------------------------------------------------------------------ output */
 
-static const char *alloc_name(engine_alloc a) { return a == ALLOC_CHANNEL ? "channel" : "none"; }
+static const char *alloc_name(engine_alloc a)
+{
+    return a == ALLOC_CHANNEL ? "channel" : a == ALLOC_RD ? "rd" : "none";
+}
 
 void engine_print_json(FILE *f, const char *model, const char *split, const engine_result *r,
                        const engine_summary *s)
@@ -429,6 +531,16 @@ void engine_print_json(FILE *f, const char *model, const char *split, const engi
             model, split, cwba_quant_name(r->method.quant), alloc_name(r->method.alloc), r->bits,
             r->method.alloc == ALLOC_CHANNEL ? r->method.reserve : 0, r->images, r->mse_sum / N,
             r->feature_mse_sum / N);
+    if (r->method.alloc == ALLOC_RD) {
+        /* the lambda asked for (the point's name) or, with a byte target,
+         * the mean of the lambdas found */
+        if (r->method.target_bytes > 0)
+            fprintf(f, "\"target_bytes\":%ld,\"over_target\":%ld,\"lambda_mean\":%.6g,",
+                    r->method.target_bytes, r->over_target, r->lambda_sum / N);
+        else
+            fprintf(f, "\"lambda\":%.6g,", r->method.lambda);
+        fprintf(f, "\"dropped_channels\":%.3f,", (double)r->dropped_sum / N);
+    }
     if (s->labelled > 0)
         fprintf(f, "\"top1\":%.6f,\"float_top1\":%.6f,", (double)r->correct / N,
                 (double)s->float_correct / (double)s->labelled);

@@ -11,13 +11,18 @@
 int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
                      char paths[6][4096], int overwrite, int quiet);
 
-typedef enum { ALLOC_NONE = 0, ALLOC_CHANNEL = 1 } engine_alloc;
+typedef enum { ALLOC_NONE = 0, ALLOC_CHANNEL = 1, ALLOC_RD = 2 } engine_alloc;
 
 typedef struct engine_method {
     cwba_quant quant;
     engine_alloc alloc;
     int reserve;          /* channel allocation only */
     const char *label;    /* row label in tables, e.g. "Ours(10 iter)" */
+    /* rate-distortion allocation only (the bits of its results are kmax):
+     * lambda, or with target_bytes > 0 the smallest lambda whose real
+     * stream (mode auto) fits in target_bytes, found per image */
+    double lambda;
+    long target_bytes;
 } engine_method;
 
 typedef struct engine_result {
@@ -33,6 +38,10 @@ typedef struct engine_result {
     double stream_bytes_sum[3]; /* real bitstream size per image: fixed, adaptive payload, and
                                  * the smaller of the two (what cwba encode writes: mode auto) */
     long stream_failures;  /* images a bitstream cannot carry (log on a degenerate range) */
+    double lambda_sum;     /* rate-distortion allocation: the lambda used, summed over images */
+    long over_target;      /* --bytes: images whose stream exceeds the target even at the
+                            * largest lambda searched */
+    long dropped_sum;      /* rate-distortion allocation: dropped channels, summed */
 } engine_result;
 
 typedef struct engine_summary {
