@@ -35,6 +35,9 @@ THREADS=${THREADS:-2}
 FIT=${FIT:-cubic}
 # codec | qualities (JPEG/WebP quality; HEVC QP), worst to best
 CODECS=${CODECS:-"jpeg|5,10,20,35,50,70,90 webp|5,10,20,35,50,70,90 hevc|47,42,37,32,27,22,17"}
+# our rate-distortion allocation (cwba evaluate --alloc rd): Lagrange
+# multipliers (output MSE per bit per element), best to worst quality
+RD_LAMBDAS=${RD_LAMBDAS:-"0.000001,0.00001,0.0001,0.0003,0.001,0.003,0.01,0.03"}
 
 [ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -62,6 +65,15 @@ for ((k = 0; k < nchunks; k++)); do
                 --json >"$out.tmp"
             mv "$out.tmp" "$out"
         done
+        out="$EXP/raw-rd/$name/rd/chunk-$(printf %03d "$k").jsonl"
+        [ -s "$out" ] && continue
+        [ -e "$EXP/.pause" ] && { say "paused (experiments/.pause)"; while [ -e "$EXP/.pause" ]; do sleep 5; done; }
+        mkdir -p "$(dirname "$out")"
+        say "$name: rd, images $((k * CHUNK))..$((k * CHUNK + n - 1)) of $RD_IMAGES"
+        "$BIN" evaluate --model "$model" --split "$split" --quant uniform --alloc rd --lambda "$RD_LAMBDAS" \
+            --offset $(( k * CHUNK * EVERY )) --every "$EVERY" --limit "$n" --threads "$THREADS" \
+            --json >"$out.tmp"
+        mv "$out.tmp" "$out"
     done
 done
 
