@@ -375,31 +375,34 @@ static int eval_encode(eval_run *er, const eval_image *im, const engine_method *
     return 0;
 }
 
+/* ------------------------------------------------------- the image loop */
+
 /* One batched back-end pass for every configuration's final feature, and
  * the per-configuration figures. */
-static int eval_final(cwba_model *m, int split, eval_run *er, const eval_image *im, int label,
-                      const float *xhat, float *logits, const double *slot_time, int nslots,
-                      engine_result *res)
+static int slots_final(cwba_model *m, int split, const cwba_backend *be, const engine_image *im,
+                       const float *xhat, float *logits, const double *slot_time, int nslots,
+                       engine_slot *res)
 {
     cwba_error err;
     cwba_error_clear(&err);
+    const size_t feat = (size_t)be->C * be->H * be->W;
     double t0 = cwba_now();
-    for (int s0 = 0; s0 < nslots; s0 += er->be.max_batch) {
-        int nb = nslots - s0 < er->be.max_batch ? nslots - s0 : er->be.max_batch;
-        if (cwba_model_forward_back(m, split, xhat + er->feat * (size_t)s0, nb,
-                                    logits + (size_t)er->K * s0, &err))
+    for (int s0 = 0; s0 < nslots; s0 += be->max_batch) {
+        int nb = nslots - s0 < be->max_batch ? nslots - s0 : be->max_batch;
+        if (cwba_model_forward_back(m, split, xhat + feat * (size_t)s0, nb,
+                                    logits + (size_t)be->K * s0, &err))
             return cli_fail_status(&err);
     }
     double t_final = (cwba_now() - t0) / nslots;
-    int top0 = argmax(im->y0, er->K);
+    int top0 = argmax(im->y0, be->K);
     for (int s = 0; s < nslots; s++) {
-        engine_result *r = &res[s];
-        const float *lg = logits + (size_t)er->K * s;
+        engine_slot *r = &res[s];
+        const float *lg = logits + (size_t)be->K * s;
         r->images++;
-        r->mse_sum += cwba_mse(lg, im->y0, (size_t)er->K);
-        r->feature_mse_sum += cwba_mse(xhat + er->feat * (size_t)s, im->x, er->feat);
-        int t = argmax(lg, er->K);
-        if (label >= 0 && t == label) r->correct++;
+        r->mse_sum += cwba_mse(lg, im->y0, (size_t)be->K);
+        r->feature_mse_sum += cwba_mse(xhat + feat * (size_t)s, im->x, feat);
+        int t = argmax(lg, be->K);
+        if (im->label >= 0 && t == im->label) r->correct++;
         if (t == top0) r->agree++;
         r->seconds += slot_time[s] + t_final;
         r->passes += 1;
@@ -407,59 +410,31 @@ static int eval_final(cwba_model *m, int split, eval_run *er, const eval_image *
     return 0;
 }
 
-int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
-                    int nmethods, const long *bits, int nbits, cwba_table tables[6],
-                    double alpha, double beta, double dorefa_clip, int fresh_probes,
-                    engine_result *res, engine_summary *sum)
+int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
+                      engine_image_fn fn, void *ctx, engine_slot *slots, engine_summary *sum)
 {
     cwba_error err;
     cwba_error_clear(&err);
-    eval_run er;
-    memset(&er, 0, sizeof er);
+    cwba_backend be;
     cli_backend_ctx bctx;
-    cli_backend_init(&er.be, &bctx, m, split);
-    er.C = er.be.C;
-    er.HW = er.be.H * er.be.W;
-    er.K = er.be.K;
-    er.feat = (size_t)er.C * er.HW;
-    er.tables = tables;
-    er.alpha = alpha;
-    er.beta = beta;
-    er.clip = dorefa_clip;
-    er.fresh_probes = fresh_probes;
-    const int K = er.K, S = cwba_model_input_size(m);
-    const size_t feat = er.feat;
-    int nslots = nmethods * nbits;
+    cli_backend_init(&be, &bctx, m, split);
+    const int K = be.K, S = cwba_model_input_size(m);
+    const size_t feat = (size_t)be.C * be.H * be.W;
     memset(sum, 0, sizeof *sum);
-    sum->C = er.C;
+    memset(slots, 0, sizeof *slots * (size_t)nslots);
+    sum->C = be.C;
+    sum->H = be.H;
+    sum->W = be.W;
     sum->conv = cwba_model_conv_algo(m);
-    sum->H = er.be.H;
-    sum->W = er.be.W;
     sum->input_pixels = (long)S * S;
-    for (int i = 0; i < nmethods; i++)
-        for (int j = 0; j < nbits; j++) {
-            engine_result *r = &res[i * nbits + j];
-            memset(r, 0, sizeof *r);
-            r->method = methods[i];
-            r->bits = (int)bits[j];
-        }
-    snprintf(er.si.model, sizeof er.si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
-    snprintf(er.si.split, sizeof er.si.split, "%s", cwba_model_split_name(m, split));
-    er.si.C = er.C;
-    er.si.H = er.be.H;
-    er.si.W = er.be.W;
-    er.stream_cap = feat * 48 + 65536;
     float *in = malloc(sizeof(float) * 3 * (size_t)S * S);
     float *x = malloc(sizeof(float) * feat);
     float *y0 = malloc(sizeof(float) * (size_t)K);
     float *xhat = malloc(sizeof(float) * feat * (size_t)nslots);
     float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nslots);
     double *slot_time = malloc(sizeof(double) * (size_t)nslots);
-    er.n = malloc(sizeof(int) * (size_t)er.C);
-    er.codes = malloc(sizeof(uint32_t) * feat);
-    er.stream = malloc(er.stream_cap);
     int rc = 0;
-    if (!in || !x || !y0 || !xhat || !logits || !slot_time || !er.n || !er.codes || !er.stream) {
+    if (!in || !x || !y0 || !xhat || !logits || !slot_time) {
         cli_error("out of memory");
         rc = 1;
     }
@@ -477,7 +452,7 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             rc = cli_fail_status(&err);
             break;
         }
-        eval_image im = {x, y0, cwba_now(), {NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
+        engine_image im = {x, y0, label, cwba_now()};
         if (cwba_model_forward_back(m, split, x, 1, y0, &err)) {
             rc = cli_fail_status(&err);
             break;
@@ -488,29 +463,108 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             sum->labelled++;
             if (argmax(y0, K) == label) sum->float_correct++;
         }
-        for (int mi = 0; mi < nmethods && !rc; mi++)
-            for (int bi = 0; bi < nbits && !rc; bi++) {
-                int slot = mi * nbits + bi, b = (int)bits[bi];
-                double t0 = cwba_now(), code_bits = 0.0;
-                rc = eval_quantize(&er, &im, &methods[mi], b, xhat + feat * (size_t)slot,
-                                   &res[slot], &code_bits);
-                slot_time[slot] = cwba_now() - t0;
-                res[slot].code_bits_sum += code_bits;
-                if (!rc) rc = eval_encode(&er, &im, &methods[mi], b, &res[slot]);
-            }
-        for (int qi = 0; qi < 2; qi++) {
-            cwba_eval_ctx_free(im.ctx[qi]);
-            cwba_rd_ctx_free(im.rd[qi]);
-            cwba_probe_cache_free(im.pc[qi]);
-        }
-        if (!rc) rc = eval_final(m, split, &er, &im, label, xhat, logits, slot_time, nslots, res);
+        for (int s = 0; s < nslots; s++) slot_time[s] = 0.0;
+        rc = fn(ctx, &im, xhat, slot_time);
+        if (!rc) rc = slots_final(m, split, &be, &im, xhat, logits, slot_time, nslots, slots);
         if (!rc) cli_progress_update(&pr, i + 1, cd->count);
     }
     cli_progress_end(&pr);
     cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;
     free(in), free(x), free(y0), free(xhat), free(logits), free(slot_time);
-    free(er.n), free(er.codes), free(er.stream);
+    return rc;
+}
+
+/* ------------------------------------------------- cwba's own quantizers */
+
+typedef struct eval_loop {
+    eval_run *er;
+    const engine_method *methods;
+    int nmethods;
+    const long *bits;
+    int nbits;
+    engine_result *res;
+} eval_loop;
+
+/* Every configuration of one image: quantize (timed) and code. */
+static int eval_one_image(void *ctx, const engine_image *img, float *xhat, double *slot_time)
+{
+    eval_loop *L = ctx;
+    eval_run *er = L->er;
+    eval_image im = {img->x, img->y0, img->t_y0, {NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
+    int rc = 0;
+    for (int mi = 0; mi < L->nmethods && !rc; mi++)
+        for (int bi = 0; bi < L->nbits && !rc; bi++) {
+            int slot = mi * L->nbits + bi, b = (int)L->bits[bi];
+            double t0 = cwba_now(), code_bits = 0.0;
+            rc = eval_quantize(er, &im, &L->methods[mi], b, xhat + er->feat * (size_t)slot,
+                               &L->res[slot], &code_bits);
+            slot_time[slot] = cwba_now() - t0;
+            L->res[slot].code_bits_sum += code_bits;
+            if (!rc) rc = eval_encode(er, &im, &L->methods[mi], b, &L->res[slot]);
+        }
+    for (int qi = 0; qi < 2; qi++) {
+        cwba_eval_ctx_free(im.ctx[qi]);
+        cwba_rd_ctx_free(im.rd[qi]);
+        cwba_probe_cache_free(im.pc[qi]);
+    }
+    return rc;
+}
+
+int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
+                    int nmethods, const long *bits, int nbits, cwba_table tables[6],
+                    double alpha, double beta, double dorefa_clip, int fresh_probes,
+                    engine_result *res, engine_summary *sum)
+{
+    eval_run er;
+    memset(&er, 0, sizeof er);
+    cli_backend_ctx bctx;
+    cli_backend_init(&er.be, &bctx, m, split);
+    er.C = er.be.C;
+    er.HW = er.be.H * er.be.W;
+    er.K = er.be.K;
+    er.feat = (size_t)er.C * er.HW;
+    er.tables = tables;
+    er.alpha = alpha;
+    er.beta = beta;
+    er.clip = dorefa_clip;
+    er.fresh_probes = fresh_probes;
+    int nslots = nmethods * nbits;
+    for (int i = 0; i < nmethods; i++)
+        for (int j = 0; j < nbits; j++) {
+            engine_result *r = &res[i * nbits + j];
+            memset(r, 0, sizeof *r);
+            r->method = methods[i];
+            r->bits = (int)bits[j];
+        }
+    snprintf(er.si.model, sizeof er.si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
+    snprintf(er.si.split, sizeof er.si.split, "%s", cwba_model_split_name(m, split));
+    er.si.C = er.C;
+    er.si.H = er.be.H;
+    er.si.W = er.be.W;
+    er.stream_cap = er.feat * 48 + 65536;
+    er.n = malloc(sizeof(int) * (size_t)er.C);
+    er.codes = malloc(sizeof(uint32_t) * er.feat);
+    er.stream = malloc(er.stream_cap);
+    engine_slot *slots = malloc(sizeof *slots * (size_t)nslots);
+    int rc = 0;
+    if (!er.n || !er.codes || !er.stream || !slots) {
+        cli_error("out of memory");
+        rc = 1;
+    }
+    eval_loop L = {&er, methods, nmethods, bits, nbits, res};
+    if (!rc) rc = engine_run_images(m, split, cd, nslots, eval_one_image, &L, slots, sum);
+    for (int s = 0; !rc && s < nslots; s++) {
+        engine_result *r = &res[s];
+        r->images = slots[s].images;
+        r->mse_sum = slots[s].mse_sum;
+        r->feature_mse_sum = slots[s].feature_mse_sum;
+        r->correct = slots[s].correct;
+        r->agree = slots[s].agree;
+        r->seconds += slots[s].seconds;
+        r->passes += slots[s].passes;
+    }
+    free(slots), free(er.n), free(er.codes), free(er.stream);
     return rc;
 }
 

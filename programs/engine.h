@@ -52,6 +52,34 @@ typedef struct engine_summary {
     cwba_conv_algo conv; /* the model's convolution arithmetic */
 } engine_summary;
 
+/* The evaluation loop every method shares (cwba's quantizers and the
+ * standard-codec anchors): per selected image, the feature x at the split
+ * and the float model's logits y0 (one pass, t_y0 seconds); the method's
+ * callback fills one reconstructed feature per configuration (slot) and the
+ * seconds each took; then all slots go through the back end in batches and
+ * their output MSE (against y0), feature MSE, top-1 and agreement are
+ * summed, each charged its final pass and its share of that call's time. */
+typedef struct engine_image {
+    const float *x, *y0; /* (C, H, W), (K) */
+    int label;           /* -1 when unlabelled */
+    double t_y0;
+} engine_image;
+
+typedef struct engine_slot {
+    long images, correct, agree;
+    double mse_sum, feature_mse_sum, seconds;
+    uint64_t passes;
+} engine_slot;
+
+/* xhat holds nslots features (C*H*W each); slot_time[s] starts at 0.
+ * Returns 0, or the CLI exit code after printing the error. */
+typedef int (*engine_image_fn)(void *ctx, const engine_image *im, float *xhat,
+                               double *slot_time);
+
+/* Runs fn on every image of cd; slots[nslots] and sum are filled. */
+int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
+                      engine_image_fn fn, void *ctx, engine_slot *slots, engine_summary *sum);
+
 /* tables[b-2] must be loaded for every bit depth in bits when a channel
  * method is present. results has nmethods*nbits entries, [m*nbits + b]. */
 int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
