@@ -65,6 +65,16 @@ for ((k = 0; k < nchunks; k++)); do
                 --json >"$out.tmp"
             mv "$out.tmp" "$out"
         done
+        # the lower anchor: zstd and xz of uniform's codes (evaluate --general)
+        out="$EXP/raw-rd-general/$name/chunk-$(printf %03d "$k").jsonl"
+        if [ ! -s "$out" ]; then
+            mkdir -p "$(dirname "$out")"
+            say "$name: zstd/xz of uniform's codes, images $((k * CHUNK))..$((k * CHUNK + n - 1)) of $RD_IMAGES"
+            "$BIN" evaluate --model "$model" --split "$split" --quant uniform --general \
+                --offset $(( k * CHUNK * EVERY )) --every "$EVERY" --limit "$n" --threads "$THREADS" \
+                --json >"$out.tmp"
+            mv "$out.tmp" "$out"
+        fi
         out="$EXP/raw-rd/$name/rd/chunk-$(printf %03d "$k").jsonl"
         [ -s "$out" ] && continue
         [ -e "$EXP/.pause" ] && { say "paused (experiments/.pause)"; while [ -e "$EXP/.pause" ]; do sleep 5; done; }
@@ -79,14 +89,14 @@ done
 
 # Image-weighted means of the first $nchunks chunks of one method's
 # directory; bits per element = bytes * 8 / (C*H*W).
-collect() { # config method dir elements [reserve]
-    local cfg=$1 method=$2 dir=$3 elems=$4 reserve=${5:-} files=() k f
+collect() { # config method dir elements [reserve] [rate key]
+    local cfg=$1 method=$2 dir=$3 elems=$4 reserve=${5:-} rkey=${6:-bytes_per_image} files=() k f
     for ((k = 0; k < nchunks; k++)); do
         f="$dir/chunk-$(printf %03d "$k").jsonl"
         [ -s "$f" ] || { say "$cfg $method: chunk $k missing, curve left out"; return 0; }
         files+=("$f")
     done
-    cat "${files[@]}" | awk -v cfg="$cfg" -v method="$method" -v el="$elems" -v res="$reserve" '
+    cat "${files[@]}" | awk -v cfg="$cfg" -v method="$method" -v el="$elems" -v res="$reserve" -v rkey="$rkey" '
     function val(k,   m) {
         if (match($0, "\"" k "\":[^,}]*")) { m = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); gsub(/"/, "", m); return m }
         return ""
@@ -97,7 +107,7 @@ collect() { # config method dir elements [reserve]
         n = val("images") + 0
         if (!(p in N)) order[++np] = p
         N[p] += n
-        if (val("bytes_per_image") != "") B[p] += val("bytes_per_image") * n
+        if (val(rkey) != "") B[p] += val(rkey) * n
         else { F[p] += val("stream_bytes") * n; A[p] += val("stream_bytes_adaptive") * n }
         M[p] += val("mse") * n
         t = val("top1"); if (t == "null" || t == "") nat[p] = 1; else T[p] += t * n
@@ -124,6 +134,8 @@ for cfg in $CONFIGS; do
     # the original's method: its allocation with 40 online iterations,
     # coded by our bitstream (run.sh's uniform-channel chunks, reserve 40)
     collect "$name" original "$EXP/raw/$name/uniform-channel" "$elems" 40 >>"$tmp"
+    collect "$name" zstd "$EXP/raw-rd-general/$name" "$elems" "" zstd_bytes_per_image >>"$tmp"
+    collect "$name" xz "$EXP/raw-rd-general/$name" "$elems" "" xz_bytes_per_image >>"$tmp"
     for mdir in "$EXP/raw-rd/$name"/*/; do
         [ -d "$mdir" ] && collect "$name" "$(basename "$mdir")" "$mdir" "$elems" >>"$tmp"
     done

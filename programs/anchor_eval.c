@@ -20,7 +20,8 @@ typedef struct anchor_result {
 static int reject_method_options(const cli_opts *o)
 {
     static const char *const own[] = {"quant", "alloc", "table", "bits", "reserve", "alpha",
-                                      "beta", "dorefa-clip", "fresh-probes"};
+                                      "beta", "dorefa-clip", "fresh-probes",
+                                      "lambda", "bytes", "general"};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (cli_has(o, own[i])) {
             cli_error("--%s does not apply with --codec (the anchor quantizes to the codec's depth)",

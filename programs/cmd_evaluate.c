@@ -48,6 +48,7 @@ static const cli_optdef defs[] = {
     {"fresh-probes", 0, CLI_FRESH_PROBES_HELP},
     {"codec", 1, "standard-codec anchor instead of --quant: jpeg | webp | hevc (docs/anchors.md)"},
     {"quality", 1, "anchor qualities, comma list: JPEG/WebP quality 0..100, HEVC QP 0..51"},
+    {"general", 0, "also code the same codes with zstd -19 and xz (LZMA2 -6): a lower anchor"},
     {"json", 0, "JSON Lines output, one object per (bits, reserve) or anchor quality"},
     {"help", 0, "show this help"},
 };
@@ -191,6 +192,7 @@ int cmd_evaluate(int argc, char **argv)
         else
             snprintf(labels[i], sizeof labels[i], "%s w/o allocation", cwba_quant_name(q));
         methods[i].label = labels[i];
+        methods[i].general = cli_has(&o, "general");
     }
     engine_result *res = calloc((size_t)nm * nbits, sizeof *res);
     engine_summary sum;

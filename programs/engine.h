@@ -23,6 +23,8 @@ typedef struct engine_method {
      * stream (mode auto) fits in target_bytes, found per image */
     double lambda;
     long target_bytes;
+    /* also code the same codes with zstd and xz (a lower anchor) */
+    int general;
 } engine_method;
 
 typedef struct engine_result {
@@ -42,6 +44,8 @@ typedef struct engine_result {
     long over_target;      /* --bytes: images whose stream exceeds the target even at the
                             * largest lambda searched */
     long dropped_sum;      /* rate-distortion allocation: dropped channels, summed */
+    double general_bytes_sum[2]; /* method.general: the stream with its payload replaced by
+                                  * zstd -19 / raw LZMA2 (xz -6) of the codes, summed */
 } engine_result;
 
 typedef struct engine_summary {
