@@ -17,22 +17,6 @@
 
 enum { C = 12, H = 3, W = 4, K = 5, HW = H * W, KMAX = 6 };
 
-/* y_k = a weighted sum of v[k::K] over the flattened feature. */
-static cwba_status toy_backend(void *ctx, const float *feat, int batch, float *logits,
-                               cwba_error *err)
-{
-    (void)err;
-    const int *dim = ctx, size = dim[0], nk = dim[1];
-    for (int b = 0; b < batch; b++)
-        for (int k = 0; k < nk; k++) {
-            float s = 0.0f;
-            for (int i = k; i < size; i += nk)
-                s += feat[(size_t)b * size + i] * (1.0f + 0.1f * (float)(i % 7));
-            logits[b * nk + k] = s;
-        }
-    return CWBA_OK;
-}
-
 static uint32_t rng = 11u;
 static float frand(void)
 {
@@ -51,30 +35,6 @@ static void make_feature(float *x)
     }
 }
 
-static void check_stream(const float *x, const int *n, const uint32_t *codes, const float *xhat)
-{
-    cwba_stream_info si;
-    memset(&si, 0, sizeof si);
-    snprintf(si.model, sizeof si.model, "toy");
-    snprintf(si.split, sizeof si.split, "s");
-    si.C = C;
-    si.H = H;
-    si.W = W;
-    si.quant = CWBA_QUANT_UNIFORM;
-    cwba_feature_range(x, (size_t)C * HW, &si.mn, &si.mx);
-    uint8_t buf[1 << 14];
-    for (int mode = 0; mode < 2; mode++) {
-        si.mode = mode ? CWBA_STREAM_ADAPTIVE : CWBA_STREAM_FIXED;
-        size_t len;
-        cwba_error err;
-        assert_int_equal(cwba_stream_encode(&si, n, codes, buf, sizeof buf, &len, NULL, &err), CWBA_OK);
-        float xdec[C * HW];
-        int nd[C];
-        assert_int_equal(cwba_stream_decode(buf, len, NULL, nd, C, NULL, xdec, C * HW, &err), CWBA_OK);
-        assert_memory_equal(nd, n, sizeof nd);
-        assert_memory_equal(xdec, xhat, sizeof xdec);
-    }
-}
 
 /* Output MSE of the back end on xq against y0 (the probe error's measure). */
 static double out_mse(const cwba_backend *be, const float *xq, const float *y0)
@@ -93,10 +53,10 @@ static void test_rd_allocation(void **state)
     int dim[2] = {C * HW, K};
     cwba_error err;
     for (int trial = 0; trial < 4; trial++) {
-        cwba_backend be = {C, H, W, K, 1 + trial * 3, toy_backend, dim};
+        cwba_backend be = {C, H, W, K, 1 + trial * 3, tu_toy_backend, dim};
         float x[C * HW], y0[K];
         make_feature(x);
-        assert_int_equal(toy_backend(dim, x, 1, y0, &err), CWBA_OK);
+        assert_int_equal(tu_toy_backend(dim, x, 1, y0, &err), CWBA_OK);
         cwba_probe_cache *pc;
         cwba_rd_ctx *rc;
         cwba_alloc_stats st = {0, 0, 0};
@@ -119,7 +79,7 @@ static void test_rd_allocation(void **state)
             assert_true(dm >= prev_mse);
             prev_bits = bits;
             prev_mse = dm;
-            check_stream(x, n, codes, xh);
+            tu_check_stream(CWBA_QUANT_UNIFORM, x, C, H, W, n, codes, xh);
             /* the model's D is the sum of the chosen channels' probe errors:
              * recompute each one through the back end */
             double dsum = 0.0;
