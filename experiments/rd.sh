@@ -45,7 +45,10 @@ say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 nchunks=$(( (RD_IMAGES + CHUNK - 1) / CHUNK ))
 # chunk by chunk over all configurations, so that an interrupted run leaves
 # every configuration with the same images done
+# COLLECT_ONLY=1: no evaluation, only the tables and plots from the chunks
+# present (a curve with a chunk missing is left out and named on stderr)
 for ((k = 0; k < nchunks; k++)); do
+    [ -n "${COLLECT_ONLY:-}" ] && break
     for cfg in $CONFIGS; do
         model=${cfg%%:*}
         split=${cfg#*:}
@@ -145,7 +148,7 @@ awk -F, 'NR > 1 { if (($1 in n) && n[$1] != $4) { print "rd.sh: " $1 " " $2 " ha
     END { exit bad }' "$tmp" >&2 || { rm -f "$tmp"; exit 1; }
 mv "$tmp" "$EXP/results/rd-points.csv"
 say "wrote experiments/results/rd-points.csv ($(($(wc -l <"$EXP/results/rd-points.csv") - 1)) points)"
-"$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor original,jpeg,webp,hevc --fit "$FIT" \
+"$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor original,uniform,jpeg,webp,hevc --fit "$FIT" \
     --out "$EXP/results/bdrate.csv"
 say "wrote experiments/results/bdrate.csv"
 # the MSE BD-rates as a markdown table (pasted into experiments/README.md)
@@ -156,12 +159,12 @@ awk -F, 'NR > 1 && $4 == "mse" {
     }
     function cell(c, m, a) { return ((c, m, a) in v) ? (v[c, m, a] == "NA" ? "NA" : sprintf("%+.1f %%", v[c, m, a])) : "—" }
     END {
-        print "| configuration | method | vs original | vs jpeg | vs webp | vs hevc |"
-        print "|---|---|---:|---:|---:|---:|"
+        print "| configuration | method | vs original | vs uniform | vs jpeg | vs webp | vs hevc |"
+        print "|---|---|---:|---:|---:|---:|---:|"
         for (i = 1; i <= nc; i++)
             for (j = 1; j <= nm; j++)
                 if ((cfg[i], meth[j], "original") in v || (cfg[i], meth[j], "jpeg") in v || (cfg[i], meth[j], "webp") in v || (cfg[i], meth[j], "hevc") in v)
-                    printf "| %s | %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "original"), cell(cfg[i], meth[j], "jpeg"),
+                    printf "| %s | %s | %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "original"), cell(cfg[i], meth[j], "uniform"), cell(cfg[i], meth[j], "jpeg"),
                         cell(cfg[i], meth[j], "webp"), cell(cfg[i], meth[j], "hevc")
     }' "$EXP/results/bdrate.csv" >"$EXP/results/bdrate.md.tmp"
 mv "$EXP/results/bdrate.md.tmp" "$EXP/results/bdrate.md"
