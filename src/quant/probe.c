@@ -301,6 +301,14 @@ static cwba_status flush_work(cwba_probe_cache *pc, int count, cwba_alloc_stats 
     return st;
 }
 
+void cwba__drop_channel(const cwba_qparams *qp, const float *x, int HW, float *out, uint32_t *codes)
+{
+    for (int i = 0; i < HW; i++) {
+        if (out) out[i] = qp->range > 0.0f ? qp->mn : x[i];
+        if (codes) codes[i] = 0;
+    }
+}
+
 cwba_status cwba__probe_cache_errors(cwba_probe_cache *pc, int count, const int *c, const int *n,
                                      float *e, cwba_alloc_stats *stats, cwba_error *err)
 {

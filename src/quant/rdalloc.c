@@ -193,11 +193,3 @@ cwba_status cwba_rd_ctx_alloc(const cwba_rd_ctx *rc, double lambda, int *n_out, 
     if (model_bits) *model_bits = rsum;
     return CWBA_OK;
 }
-
-void cwba__drop_channel(const cwba_qparams *qp, const float *x, int HW, float *out, uint32_t *codes)
-{
-    for (int i = 0; i < HW; i++) {
-        if (out) out[i] = qp->range > 0.0f ? qp->mn : x[i];
-        if (codes) codes[i] = 0;
-    }
-}
