@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 static const cli_optdef serve_defs[] = {
@@ -222,6 +224,50 @@ static enum MHD_Result respond_error(server *s, struct MHD_Connection *c, reques
     return respond(s, c, r, code, "application/json", body, (size_t)n);
 }
 
+/* A chunked body (no Content-Length) past --max-body. MHD 0.9.75 refuses to
+ * queue a response while a body is arriving, and reading the rest is what the
+ * limit prevents: so the 413 is written to the connection directly (through
+ * its TLS session under HTTPS; nothing else writes on this connection's
+ * thread), and the caller then has MHD close it, the rest unread (past a
+ * short lingering close). */
+static void send_413_now(server *s, struct MHD_Connection *c)
+{
+    char body[160], msg[400];
+    int bl = snprintf(body, sizeof body, "{\"error\":\"the body is over the limit of %zu bytes\"}\n",
+                      s->max_body);
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     bl, body);
+    const union MHD_ConnectionInfo *ti =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!fi) return;
+    int fd = fi->connect_fd;
+    if (ti && ti->tls_session)
+        gnutls_record_send((gnutls_session_t)ti->tls_session, msg, (size_t)n);
+    else /* a few hundred bytes into an idle socket's send buffer: one send */
+        (void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    /* A short lingering close: closing with the client's bytes unread sends
+     * a reset, which can destroy the answer before the client reads it. So
+     * discard what arrives until the client, having seen the 413, closes;
+     * bounded (1 s, 1 MiB), a client that never reads is cut off after it. */
+    char scratch[16384];
+    size_t drained = 0;
+    double end = cwba_now() + 1.0;
+    while (drained < (1u << 20)) {
+        int left_ms = (int)((end - cwba_now()) * 1e3);
+        if (left_ms <= 0) break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left_ms) <= 0) break;
+        ssize_t k = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        if (k <= 0 && !(k < 0 && (errno == EAGAIN || errno == EINTR))) break;
+        if (k > 0) drained += (size_t)k;
+    }
+}
+
 /* Constant time in the token and in what was sent: both are hashed first and
  * the digests compared without an early exit. */
 static int authorized(const server *s, struct MHD_Connection *c)
@@ -353,9 +399,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->m.bytes_in += n;
         pthread_mutex_unlock(&s->m.mu);
         if (r->len + n > s->max_body) {
-            /* A chunked body (no Content-Length) past the limit: MHD cannot
-             * answer before the body ends, and reading on is what the limit
-             * prevents, so the connection is closed; counted as a 413. */
+            /* A chunked body (no Content-Length) past the limit: answered 413
+             * at once and the connection closed (send_413_now). */
+            send_413_now(s, c);
             serve_queue_arriving(s->queue, -1);
             r->arriving = 0;
             r->code = 413;

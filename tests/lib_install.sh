@@ -52,6 +52,29 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/c/t") || fail "pkg-config consumer failed 
     $(pkg-config --libs $(pkg-config --print-requires-private cwba)) -lpthread -lm -o ts ) ||
   fail "static consumer did not build"
 "$tmp/c/ts" >/dev/null || fail "static consumer failed"
+# libcwba.a's global symbols are the public API only: a program with its own
+# functions named as the library's internals links with it and keeps them.
+bad=$(nm -g --defined-only "$libdir/libcwba.a" | awk 'NF == 3 {print $3}' | grep -v '^cwba_[a-z]' || true)
+[ -z "$bad" ] || fail "libcwba.a exposes internal symbols: $(echo $bad | head -c 400)"
+cat >"$tmp/c/own.c" <<'C'
+#include <cwba.h>
+#include <string.h>
+int nn_blk_conv(int x) { return x + 1; }
+int rc_enc_bit(int x) { return x + 2; }
+float cwba__logf(float x) { return x; }
+int main(void)
+{
+    return nn_blk_conv(1) == 2 && rc_enc_bit(1) == 3 && cwba__logf(2.0f) == 2.0f &&
+                   cwba_quant_code_ref(CWBA_QUANT_UNIFORM, 0.3f, 0.0f, 1.0f, 4) == 1 &&
+                   strlen(cwba_version()) > 0
+               ? 0
+               : 1;
+}
+C
+( cd "$tmp/c" && cc own.c $(pkg-config --cflags cwba) "$libdir/libcwba.a" \
+    $(pkg-config --libs $(pkg-config --print-requires-private cwba)) -lpthread -lm -o own ) ||
+  fail "a program defining nn_blk_conv, rc_enc_bit, cwba__logf does not link with libcwba.a"
+"$tmp/c/own" || fail "a program defining internal names got the library's"
 
 mkdir "$tmp/cm"
 cp "$tmp/c/t.c" "$tmp/cm/t.c"
@@ -68,7 +91,12 @@ cmake --build "$tmp/cm/b" >>"$tmp/cm.log" 2>&1 || { cat "$tmp/cm.log" >&2; fail 
 
 # docs/api.md's C example against the installed package.
 mkdir "$tmp/doc"
-awk '/^```c$/ {on = 1; next} /^```/ {on = 0} on' "$src/docs/api.md" >"$tmp/doc/t.c"
+c_block() { awk -v k="$1" '/^```c$/ {on = (++n == k); next} /^```/ {on = 0} on' "$src/docs/api.md"; }
+c_block 1 >"$tmp/doc/ten.c"
+( cd "$tmp/doc" && cc -Wall -Wextra -Werror ten.c $(pkg-config --cflags --libs cwba) -o ten ) || fail "docs/api.md's ten-line C example did not build"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/doc/ten" | sed -n 2p) || fail "docs/api.md's ten-line C example failed"
+[ "$out" = "0.3 -> 1 -> 0.25" ] || fail "docs/api.md's ten-line C example printed '$out'"
+c_block 2 >"$tmp/doc/t.c"
 [ -s "$tmp/doc/t.c" ] || fail "no C example in docs/api.md"
 ( cd "$tmp/doc" && cc -Wall -Wextra -Werror t.c $(pkg-config --cflags --libs cwba) -o t ) || fail "docs/api.md's C example did not build"
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/doc/t" "$src/models/resnet18_fmnist64.safetensors") || fail "docs/api.md's C example failed"

@@ -254,6 +254,40 @@ static void http(CURL *c, const char *scheme, int port, const char *method, cons
     curl_slist_free_all(h);
 }
 
+/* A POST of total zero bytes with chunked transfer encoding (no
+ * Content-Length): what a client streaming a body of unknown size sends. */
+static size_t zeros_read(char *d, size_t size, size_t n, void *u)
+{
+    size_t *left = u, k = size * n < *left ? size * n : *left;
+    memset(d, 0, k);
+    *left -= k;
+    return k;
+}
+
+static void post_chunked(CURL *c, const char *scheme, int port, size_t total, resp *r)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d/v1/decode", scheme, port);
+    memset(r, 0, sizeof *r);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, zeros_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &total);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    h = curl_slist_append(h, "Transfer-Encoding: chunked");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    const char *cafile = getenv("SERVE_TEST_CA");
+    if (cafile && !strcmp(scheme, "https")) curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
+    r->cc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->code);
+    curl_slist_free_all(h);
+}
+
 static void post(CURL *c, int port, const void *body, size_t len, resp *r)
 {
     http(c, "http", port, NULL, "/v1/decode", body, len, NULL, 0, r);
@@ -438,6 +472,13 @@ static void test_batching_identical(void **state)
     assert_true(batches < streams);
     curl_easy_cleanup(c);
     assert_int_equal(srv_stop(&s, SIGTERM), 0);
+    /* --quiet: no per-request lines */
+    char cmd[4400], line[64];
+    snprintf(cmd, sizeof cmd, "grep -c ' /v1/decode ' '%s'", s.log);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    pclose(f);
+    assert_int_equal(atoi(line), 0);
 }
 
 /* ------------------------------------------------------------ refusals */
@@ -509,18 +550,28 @@ static void test_refusals(void **state)
     send_all(fd, ch, strlen(ch));
     char chunk_hdr[32];
     snprintf(chunk_hdr, sizeof chunk_hdr, "%x\r\n", 50000);
-    size_t sent = 0;
-    for (int i = 0; i < 400; i++) {
+    size_t sent = 0, got = 0;
+    for (int i = 0; i < 400; i++) { /* as a client would: stop at an early answer */
+        ssize_t k = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+        if (k > 0) {
+            got = (size_t)k;
+            break;
+        }
         if (send(fd, chunk_hdr, strlen(chunk_hdr), MSG_NOSIGNAL) < 0 ||
             send(fd, big, 50000, MSG_NOSIGNAL) < 0 || send(fd, "\r\n", 2, MSG_NOSIGNAL) < 0)
             break;
         sent += 50000;
     }
-    recv_until_close(fd, buf, sizeof buf, 5, &closed);
+    got += recv_until_close(fd, buf + got, sizeof buf - got, 5, &closed);
+    buf[got] = 0;
     assert_true(closed);
     assert_true(sent < 400 * 50000); /* it did not read 20 MB */
+    assert_non_null(strstr(buf, "HTTP/1.1 413"));
+    assert_non_null(strstr(buf, "{\"error\":\"the body is over the limit of 100000 bytes\"}"));
     close(fd);
     free(big);
+    post_chunked(c, "http", s.port, 20u << 20, &r); /* the same through libcurl */
+    assert_error(&r, 413, "over the limit of 100000 bytes");
     /* a slow client: half the headers, then silence -> closed by --timeout 1 */
     fd = connect_port(s.port);
     send_all(fd, "POST /v1/decode HTTP/1.1\r\nHost:", 31);
@@ -799,7 +850,8 @@ static void test_tls(void **state)
              key, cert);
     run_ok(cmd);
     srv s;
-    const char *const extra[] = {"--tls-cert", cert, "--tls-key", key, NULL};
+    const char *const extra[] = {"--tls-cert", cert, "--tls-key", key, "--max-body", "100000",
+                                 NULL};
     srv_start(&s, extra);
     setenv("SERVE_TEST_CA", cert, 1);
     CURL *c = curl_easy_init();
@@ -808,6 +860,11 @@ static void test_tls(void **state)
     assert_int_equal(r.cc, CURLE_OK);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, expected[5]);
+    /* a chunked body over --max-body: 413 on the TLS session, 20 MB unsent */
+    post_chunked(c, "https", s.port, 20u << 20, &r);
+    print_message("  chunked over HTTPS: curl %d, HTTP %ld\n", (int)r.cc, r.code);
+    assert_int_equal(r.code, 413);
+    assert_non_null(strstr(r.body, "over the limit of 100000 bytes"));
     /* plain HTTP on the HTTPS port gets no answer */
     http(c, "http", s.port, NULL, "/healthz", NULL, 0, NULL, 0, &r);
     assert_true(r.cc != CURLE_OK || r.code != 200);
