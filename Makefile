@@ -11,7 +11,7 @@ DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev clang libclang-rt-14-dev \
   python3-numpy python3-cffi python3-torch python3-torchvision libopenblas0-pthread \
   libmicrohttpd-dev libgnutls28-dev openssl \
-  libwebp-dev libavcodec-dev libavutil-dev \
+  libwebp-dev libavcodec-dev libavutil-dev libzstd-dev \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 
 .PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench bench-serve arm arm-test

@@ -35,6 +35,9 @@ THREADS=${THREADS:-2}
 FIT=${FIT:-cubic}
 # codec | qualities (JPEG/WebP quality; HEVC QP), worst to best
 CODECS=${CODECS:-"jpeg|5,10,20,35,50,70,90 webp|5,10,20,35,50,70,90 hevc|47,42,37,32,27,22,17"}
+# our rate-distortion allocation (cwba evaluate --alloc rd): Lagrange
+# multipliers (output MSE per bit per element), best to worst quality
+RD_LAMBDAS=${RD_LAMBDAS:-"0.000001,0.00001,0.0001,0.0003,0.001,0.003,0.01,0.03"}
 
 [ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -42,7 +45,10 @@ say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 nchunks=$(( (RD_IMAGES + CHUNK - 1) / CHUNK ))
 # chunk by chunk over all configurations, so that an interrupted run leaves
 # every configuration with the same images done
+# COLLECT_ONLY=1: no evaluation, only the tables and plots from the chunks
+# present (a curve with a chunk missing is left out and named on stderr)
 for ((k = 0; k < nchunks; k++)); do
+    [ -n "${COLLECT_ONLY:-}" ] && break
     for cfg in $CONFIGS; do
         model=${cfg%%:*}
         split=${cfg#*:}
@@ -62,29 +68,49 @@ for ((k = 0; k < nchunks; k++)); do
                 --json >"$out.tmp"
             mv "$out.tmp" "$out"
         done
+        # the lower anchor: zstd and xz of uniform's codes (evaluate --general)
+        out="$EXP/raw-rd-general/$name/chunk-$(printf %03d "$k").jsonl"
+        if [ ! -s "$out" ]; then
+            mkdir -p "$(dirname "$out")"
+            say "$name: zstd/xz of uniform's codes, images $((k * CHUNK))..$((k * CHUNK + n - 1)) of $RD_IMAGES"
+            "$BIN" evaluate --model "$model" --split "$split" --quant uniform --general \
+                --offset $(( k * CHUNK * EVERY )) --every "$EVERY" --limit "$n" --threads "$THREADS" \
+                --json >"$out.tmp"
+            mv "$out.tmp" "$out"
+        fi
+        out="$EXP/raw-rd/$name/rd/chunk-$(printf %03d "$k").jsonl"
+        [ -s "$out" ] && continue
+        [ -e "$EXP/.pause" ] && { say "paused (experiments/.pause)"; while [ -e "$EXP/.pause" ]; do sleep 5; done; }
+        mkdir -p "$(dirname "$out")"
+        say "$name: rd, images $((k * CHUNK))..$((k * CHUNK + n - 1)) of $RD_IMAGES"
+        "$BIN" evaluate --model "$model" --split "$split" --quant uniform --alloc rd --lambda "$RD_LAMBDAS" \
+            --offset $(( k * CHUNK * EVERY )) --every "$EVERY" --limit "$n" --threads "$THREADS" \
+            --json >"$out.tmp"
+        mv "$out.tmp" "$out"
     done
 done
 
 # Image-weighted means of the first $nchunks chunks of one method's
 # directory; bits per element = bytes * 8 / (C*H*W).
-collect() { # config method dir elements
-    local cfg=$1 method=$2 dir=$3 elems=$4 files=() k f
+collect() { # config method dir elements [reserve] [rate key]
+    local cfg=$1 method=$2 dir=$3 elems=$4 reserve=${5:-} rkey=${6:-bytes_per_image} files=() k f
     for ((k = 0; k < nchunks; k++)); do
         f="$dir/chunk-$(printf %03d "$k").jsonl"
         [ -s "$f" ] || { say "$cfg $method: chunk $k missing, curve left out"; return 0; }
         files+=("$f")
     done
-    cat "${files[@]}" | awk -v cfg="$cfg" -v method="$method" -v el="$elems" '
+    cat "${files[@]}" | awk -v cfg="$cfg" -v method="$method" -v el="$elems" -v res="$reserve" -v rkey="$rkey" '
     function val(k,   m) {
         if (match($0, "\"" k "\":[^,}]*")) { m = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); gsub(/"/, "", m); return m }
         return ""
     }
+    res != "" && val("reserve") != res { next }
     {
-        p = val("quality") != "" ? "q" val("quality") : "b" val("bits")
+        p = val("quality") != "" ? "q" val("quality") : val("lambda") != "" ? "l" val("lambda") : "b" val("bits")
         n = val("images") + 0
         if (!(p in N)) order[++np] = p
         N[p] += n
-        if (val("bytes_per_image") != "") B[p] += val("bytes_per_image") * n
+        if (val(rkey) != "") B[p] += val(rkey) * n
         else { F[p] += val("stream_bytes") * n; A[p] += val("stream_bytes_adaptive") * n }
         M[p] += val("mse") * n
         t = val("top1"); if (t == "null" || t == "") nat[p] = 1; else T[p] += t * n
@@ -108,6 +134,11 @@ for cfg in $CONFIGS; do
     name="$model-$split"
     elems=$("$BIN" layers --model "$model" | awk -v s="$split" '$1 == s { print $2 * $4 * $6 }')
     collect "$name" uniform "$EXP/raw/$name/uniform-none" "$elems" >>"$tmp"
+    # the original's method: its allocation with 40 online iterations,
+    # coded by our bitstream (run.sh's uniform-channel chunks, reserve 40)
+    collect "$name" original "$EXP/raw/$name/uniform-channel" "$elems" 40 >>"$tmp"
+    collect "$name" zstd "$EXP/raw-rd-general/$name" "$elems" "" zstd_bytes_per_image >>"$tmp"
+    collect "$name" xz "$EXP/raw-rd-general/$name" "$elems" "" xz_bytes_per_image >>"$tmp"
     for mdir in "$EXP/raw-rd/$name"/*/; do
         [ -d "$mdir" ] && collect "$name" "$(basename "$mdir")" "$mdir" "$elems" >>"$tmp"
     done
@@ -117,7 +148,7 @@ awk -F, 'NR > 1 { if (($1 in n) && n[$1] != $4) { print "rd.sh: " $1 " " $2 " ha
     END { exit bad }' "$tmp" >&2 || { rm -f "$tmp"; exit 1; }
 mv "$tmp" "$EXP/results/rd-points.csv"
 say "wrote experiments/results/rd-points.csv ($(($(wc -l <"$EXP/results/rd-points.csv") - 1)) points)"
-"$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor jpeg,webp,hevc --fit "$FIT" \
+"$BIN" bdrate --points "$EXP/results/rd-points.csv" --anchor original,uniform,jpeg,webp,hevc --fit "$FIT" \
     --out "$EXP/results/bdrate.csv"
 say "wrote experiments/results/bdrate.csv"
 # the MSE BD-rates as a markdown table (pasted into experiments/README.md)
@@ -128,12 +159,12 @@ awk -F, 'NR > 1 && $4 == "mse" {
     }
     function cell(c, m, a) { return ((c, m, a) in v) ? (v[c, m, a] == "NA" ? "NA" : sprintf("%+.1f %%", v[c, m, a])) : "—" }
     END {
-        print "| configuration | method | vs jpeg | vs webp | vs hevc |"
-        print "|---|---|---:|---:|---:|"
+        print "| configuration | method | vs original | vs uniform | vs jpeg | vs webp | vs hevc |"
+        print "|---|---|---:|---:|---:|---:|---:|"
         for (i = 1; i <= nc; i++)
             for (j = 1; j <= nm; j++)
-                if ((cfg[i], meth[j], "jpeg") in v || (cfg[i], meth[j], "webp") in v || (cfg[i], meth[j], "hevc") in v)
-                    printf "| %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "jpeg"),
+                if ((cfg[i], meth[j], "original") in v || (cfg[i], meth[j], "jpeg") in v || (cfg[i], meth[j], "webp") in v || (cfg[i], meth[j], "hevc") in v)
+                    printf "| %s | %s | %s | %s | %s | %s | %s |\n", cfg[i], meth[j], cell(cfg[i], meth[j], "original"), cell(cfg[i], meth[j], "uniform"), cell(cfg[i], meth[j], "jpeg"),
                         cell(cfg[i], meth[j], "webp"), cell(cfg[i], meth[j], "hevc")
     }' "$EXP/results/bdrate.csv" >"$EXP/results/bdrate.md.tmp"
 mv "$EXP/results/bdrate.md.tmp" "$EXP/results/bdrate.md"

@@ -3,6 +3,7 @@
  * and all decoded features go through the back end in one batch; the rate
  * is the length of the anchor stream (its header included). */
 #include "anchor_eval.h"
+#include "engine.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +16,12 @@ typedef struct anchor_result {
     double mse_sum, feature_mse_sum, bytes_sum, payload_sum, seconds;
 } anchor_result;
 
-static int argmax(const float *v, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b]) b = i;
-    return b;
-}
-
 /* Options of evaluate that describe cwba's own quantizers, not an anchor. */
 static int reject_method_options(const cli_opts *o)
 {
     static const char *const own[] = {"quant", "alloc", "table", "bits", "reserve", "alpha",
-                                      "beta", "dorefa-clip", "fresh-probes"};
+                                      "beta", "dorefa-clip", "fresh-probes",
+                                      "lambda", "bytes", "general"};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (cli_has(o, own[i])) {
             cli_error("--%s does not apply with --codec (the anchor quantizes to the codec's depth)",
@@ -43,83 +37,59 @@ typedef struct anchor_run {
     int nq;
     long images, labelled, float_correct;
     int C, H, W, S;
+    anchor_result *res;
 } anchor_run;
+
+/* engine_run_images' callback: every quality coded, decoded into its slot. */
+static int anchor_image(void *ctx, const engine_image *im, float *xhat, double *slot_time)
+{
+    anchor_run *ar = ctx;
+    cwba_error err;
+    cwba_error_clear(&err);
+    const size_t feat = (size_t)ar->C * ar->H * ar->W;
+    for (int k = 0; k < ar->nq; k++) {
+        uint8_t *s = NULL;
+        size_t len = 0;
+        cwba_anchor_stats st;
+        memset(&st, 0, sizeof st);
+        double t0 = cwba_now();
+        int rc = 0;
+        if (cwba_anchor_encode(ar->codec, (int)ar->q[k], im->x, ar->C, ar->H, ar->W, &s, &len, &st,
+                               &err) ||
+            cwba_anchor_decode(s, len, ar->C, ar->H, ar->W, xhat + feat * (size_t)k, &err))
+            rc = cli_fail_status(&err);
+        slot_time[k] = cwba_now() - t0;
+        ar->res[k].bytes_sum += (double)len;
+        ar->res[k].payload_sum += (double)st.payload_bytes;
+        free(s);
+        if (rc) return rc;
+    }
+    return 0;
+}
 
 static int run_images(cwba_model *m, int split, const cli_data *cd, anchor_run *ar,
                       anchor_result *res)
 {
-    cwba_error err;
-    cwba_error_clear(&err);
-    cwba_backend be;
-    cli_backend_ctx bctx;
-    cli_backend_init(&be, &bctx, m, split);
-    int K = be.K, nq = ar->nq;
-    size_t feat = (size_t)be.C * be.H * be.W;
-    float *in = malloc(sizeof(float) * 3 * (size_t)ar->S * ar->S);
-    float *x = malloc(sizeof(float) * feat);
-    float *y0 = malloc(sizeof(float) * (size_t)K);
-    float *xhat = malloc(sizeof(float) * feat * (size_t)nq);
-    float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nq);
-    int rc = 0;
-    if (!in || !x || !y0 || !xhat || !logits) {
+    engine_slot *slots = malloc(sizeof *slots * (size_t)ar->nq);
+    if (!slots) {
         cli_error("out of memory");
-        rc = 1;
+        return 1;
     }
-    cli_progress pr;
-    cli_progress_start(&pr, "evaluate");
-    for (int i = 0; i < cd->count && !rc; i++) {
-        int label = -1, skipped = 0;
-        if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
-            rc = 1;
-            break;
-        }
-        if (skipped) continue;
-        if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
-            cwba_model_forward_back(m, split, x, 1, y0, &err)) {
-            rc = cli_fail_status(&err);
-            break;
-        }
-        int top0 = argmax(y0, K);
-        ar->images++;
-        if (label >= 0) {
-            ar->labelled++;
-            ar->float_correct += top0 == label;
-        }
-        for (int k = 0; k < nq && !rc; k++) {
-            uint8_t *s = NULL;
-            size_t len = 0;
-            cwba_anchor_stats st;
-            memset(&st, 0, sizeof st);
-            double t0 = cwba_now();
-            if (cwba_anchor_encode(ar->codec, (int)ar->q[k], x, be.C, be.H, be.W, &s, &len, &st,
-                                   &err) ||
-                cwba_anchor_decode(s, len, be.C, be.H, be.W, xhat + feat * (size_t)k, &err))
-                rc = cli_fail_status(&err);
-            res[k].seconds += cwba_now() - t0;
-            res[k].bytes_sum += (double)len;
-            res[k].payload_sum += (double)st.payload_bytes;
-            free(s);
-        }
-        for (int s0 = 0; s0 < nq && !rc; s0 += be.max_batch) {
-            int nb = nq - s0 < be.max_batch ? nq - s0 : be.max_batch;
-            if (cwba_model_forward_back(m, split, xhat + feat * (size_t)s0, nb,
-                                        logits + (size_t)K * s0, &err))
-                rc = cli_fail_status(&err);
-        }
-        for (int k = 0; k < nq && !rc; k++) {
-            const float *lg = logits + (size_t)K * k;
-            int t = argmax(lg, K);
-            res[k].images++;
-            res[k].mse_sum += cwba_mse(lg, y0, (size_t)K);
-            res[k].feature_mse_sum += cwba_mse(xhat + feat * (size_t)k, x, feat);
-            res[k].correct += label >= 0 && t == label;
-            res[k].agree += t == top0;
-        }
-        cli_progress_update(&pr, i + 1, cd->count);
+    engine_summary sum;
+    ar->res = res;
+    int rc = engine_run_images(m, split, cd, ar->nq, anchor_image, ar, slots, &sum);
+    ar->images = sum.images;
+    ar->labelled = sum.labelled;
+    ar->float_correct = sum.float_correct;
+    for (int k = 0; k < ar->nq; k++) {
+        res[k].images = slots[k].images;
+        res[k].correct = slots[k].correct;
+        res[k].agree = slots[k].agree;
+        res[k].mse_sum = slots[k].mse_sum;
+        res[k].feature_mse_sum = slots[k].feature_mse_sum;
+        res[k].seconds = slots[k].seconds; /* coding + its share of the final pass */
     }
-    cli_progress_end(&pr);
-    cli_data_report_skipped(cd);
-    free(in), free(x), free(y0), free(xhat), free(logits);
+    free(slots);
     return rc;
 }
 

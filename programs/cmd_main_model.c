@@ -121,7 +121,7 @@ int cmd_main_model(int argc, char **argv)
             rc = engine_load_tables(paths, bits, 6, C, tables);
         }
         engine_method me = {q, q == CWBA_QUANT_DOREFA ? ALLOC_NONE : ALLOC_CHANNEL, (int)reserve,
-                            q == CWBA_QUANT_DOREFA ? "DoReFa quantization" : "Ours"};
+                            q == CWBA_QUANT_DOREFA ? "DoReFa quantization" : "Ours", 0, 0, 0};
         engine_result res[6];
         engine_summary sum;
         if (!rc)

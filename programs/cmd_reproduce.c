@@ -146,13 +146,13 @@ int cmd_reproduce(int argc, char **argv)
     engine_method methods[16];
     char labels[16][40];
     int nm = 0;
-    methods[nm++] = (engine_method){CWBA_QUANT_UNIFORM, ALLOC_NONE, 0, "Uniform w/o BitAlloc"};
-    methods[nm++] = (engine_method){CWBA_QUANT_LOG, ALLOC_NONE, 0, "Log w/o BitAlloc"};
-    methods[nm++] = (engine_method){CWBA_QUANT_DOREFA, ALLOC_NONE, 0, "DoReFa quantization"};
+    methods[nm++] = (engine_method){CWBA_QUANT_UNIFORM, ALLOC_NONE, 0, "Uniform w/o BitAlloc", 0, 0, 0};
+    methods[nm++] = (engine_method){CWBA_QUANT_LOG, ALLOC_NONE, 0, "Log w/o BitAlloc", 0, 0, 0};
+    methods[nm++] = (engine_method){CWBA_QUANT_DOREFA, ALLOC_NONE, 0, "DoReFa quantization", 0, 0, 0};
     for (int i = 0; i < nres; i++) {
         snprintf(labels[i], sizeof labels[i], "Ours(%ld iter)%s", reserves[i],
                  q == CWBA_QUANT_LOG ? " log" : "");
-        methods[nm++] = (engine_method){q, ALLOC_CHANNEL, (int)reserves[i], labels[i]};
+        methods[nm++] = (engine_method){q, ALLOC_CHANNEL, (int)reserves[i], labels[i], 0, 0, 0};
     }
     engine_result *res = calloc((size_t)nm * nbits, sizeof *res);
     engine_summary sum;

@@ -3,9 +3,11 @@
 
 #include "cwba/codec.h"
 
+#include <lzma.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 static int argmax(const float *v, int n)
 {
@@ -172,6 +174,8 @@ typedef struct eval_image {
     const float *x, *y0;   /* (C, HW), (K) */
     double t_y0;           /* seconds of the reference pass */
     cwba_eval_ctx *ctx[2]; /* uniform, log: made on first use */
+    cwba_probe_cache *pc[2]; /* rate-distortion allocation: uniform, log */
+    cwba_rd_ctx *rd[2];
 } eval_image;
 
 typedef struct eval_run {
@@ -187,6 +191,88 @@ typedef struct eval_run {
     uint32_t *codes; /* (C, HW) */
     int *n;          /* (C) */
 } eval_run;
+
+static int stream_info(eval_run *er, const eval_image *im, cwba_quant q, int b);
+
+/* Bytes of the stream cwba encode writes (mode auto) for er->n and
+ * er->codes; er->si must be set. */
+static int stream_bytes_auto(eval_run *er, size_t *bytes)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    er->si.mode = CWBA_STREAM_AUTO;
+    if (cwba_stream_encode(&er->si, er->n, er->codes, er->stream, er->stream_cap, bytes, NULL, &err))
+        return cli_fail_status(&err);
+    return 0;
+}
+
+/* Rate-distortion allocation of one configuration: the image's candidates
+ * (probes and rate model) made on first use, shared by its configurations
+ * unless fresh probes are asked for; then one lambda, or the search for the
+ * smallest lambda whose real stream fits the target. */
+static int eval_rd(eval_run *er, eval_image *im, const engine_method *me, int kmax, float *xh,
+                   engine_result *r)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    int qi = me->quant == CWBA_QUANT_LOG;
+    if (er->fresh_probes) {
+        cwba_rd_ctx_free(im->rd[qi]);
+        cwba_probe_cache_free(im->pc[qi]);
+        im->rd[qi] = NULL;
+        im->pc[qi] = NULL;
+    }
+    if (!im->rd[qi]) {
+        cwba_alloc_stats st = {0, 0, 0};
+        if (cwba_probe_cache_create(&er->be, me->quant, im->x, im->y0, &im->pc[qi], &err) ||
+            cwba_rd_ctx_create(im->pc[qi], &er->be, me->quant, im->x, kmax, &im->rd[qi], &st, &err))
+            return cli_fail_status(&err);
+        /* the probes and the reference pass they are measured against */
+        r->passes += st.passes + 1;
+        r->seconds += im->t_y0;
+    }
+    double lambda = me->lambda;
+    if (me->target_bytes > 0) {
+        if (!stream_info(er, im, me->quant, kmax)) {
+            cli_error("--bytes: the log quantizer cannot code this image's range");
+            return 1;
+        }
+        /* Bisection on log10(lambda) over [-12, 3]: deterministic, 48 steps;
+         * the real size is not monotone in lambda everywhere, so this finds
+         * a lambda at which it fits, the smallest one the bracket resolves. */
+        double lo = -12.0, hi = 3.0;
+        size_t bytes;
+        if (cwba_rd_ctx_alloc(im->rd[qi], pow(10.0, lo), er->n, NULL, er->codes, NULL, NULL, &err))
+            return cli_fail_status(&err);
+        if (stream_bytes_auto(er, &bytes)) return 1;
+        if (bytes <= (size_t)me->target_bytes) {
+            hi = lo;
+        } else {
+            for (int it = 0; it < 48; it++) {
+                double mid = 0.5 * (lo + hi);
+                if (cwba_rd_ctx_alloc(im->rd[qi], pow(10.0, mid), er->n, NULL, er->codes, NULL,
+                                      NULL, &err))
+                    return cli_fail_status(&err);
+                if (stream_bytes_auto(er, &bytes)) return 1;
+                if (bytes <= (size_t)me->target_bytes)
+                    hi = mid;
+                else
+                    lo = mid;
+            }
+            if (cwba_rd_ctx_alloc(im->rd[qi], pow(10.0, hi), er->n, NULL, er->codes, NULL, NULL,
+                                  &err))
+                return cli_fail_status(&err);
+            if (stream_bytes_auto(er, &bytes)) return 1;
+            if (bytes > (size_t)me->target_bytes) r->over_target++;
+        }
+        lambda = pow(10.0, hi);
+    }
+    if (cwba_rd_ctx_alloc(im->rd[qi], lambda, er->n, xh, er->codes, NULL, NULL, &err))
+        return cli_fail_status(&err);
+    r->lambda_sum += lambda;
+    for (int c = 0; c < er->C; c++) r->dropped_sum += er->n[c] == 0;
+    return 0;
+}
 
 /* The quantized feature xh, its codes (er->codes) and interval counts
  * (er->n) of one configuration, with the passes and seconds it is charged. */
@@ -205,7 +291,9 @@ static int eval_quantize(eval_run *er, eval_image *im, const engine_method *me, 
         *code_bits = b;
         return 0;
     }
-    if (me->alloc == ALLOC_NONE) {
+    if (me->alloc == ALLOC_RD) {
+        if (eval_rd(er, im, me, b, xh, r)) return 1;
+    } else if (me->alloc == ALLOC_NONE) {
         for (int c = 0; c < C; c++) er->n[c] = (1 << b) - 1;
         if (cwba_quantize_feature(me->quant, im->x, C, er->HW, er->n, xh, er->codes, &err))
             return cli_fail_status(&err);
@@ -237,25 +325,84 @@ static int eval_quantize(eval_run *er, eval_image *im, const engine_method *me, 
 
 /* Codes the configuration's codes as real bitstreams (both payload modes):
  * the rate reported is the bytes that would travel. */
+/* Sets er->si for one configuration of the image; 0 when no bitstream can
+ * carry it. */
+static int stream_info(eval_run *er, const eval_image *im, cwba_quant q, int b)
+{
+    cwba_stream_info *si = &er->si;
+    si->quant = q;
+    si->bits = b;
+    si->clip = (float)er->clip;
+    si->mn = si->mx = 0.0f;
+    if (q != CWBA_QUANT_DOREFA) {
+        cwba_feature_range(im->x, er->feat, &si->mn, &si->mx);
+        /* The log quantizer passes a range below float32 resolution through
+         * uncoded, which the bitstream cannot carry. */
+        if (q == CWBA_QUANT_LOG && si->mx > si->mn &&
+            !(cwba_quant_code_ref(CWBA_QUANT_LOG, si->mx, si->mn, si->mx, 1) == 1))
+            return 0;
+    }
+    return 1;
+}
+
+/* General-purpose compressors of the same codes: the stream's header and
+ * side information as cwba writes them (mode 0), its payload replaced by the
+ * codes (one byte each, two little-endian when an n_c exceeds 255;
+ * channel-major) compressed by zstd level 19 and by raw LZMA2 at preset 6
+ * (xz's default, no container; the dictionary cut to the input's size). */
+static int general_encode(eval_run *er, const engine_method *me, int b, engine_result *r)
+{
+    cwba_error err;
+    cwba_error_clear(&err);
+    cwba_stream_stats st;
+    size_t len;
+    er->si.mode = CWBA_STREAM_FIXED;
+    if (cwba_stream_encode(&er->si, me->quant == CWBA_QUANT_DOREFA ? NULL : er->n, er->codes,
+                           er->stream, er->stream_cap, &len, &st, &err))
+        return cli_fail_status(&err);
+    uint32_t top = 0;
+    for (size_t i = 0; i < er->feat; i++)
+        if (er->codes[i] > top) top = er->codes[i];
+    (void)b;
+    const size_t w = top > 255 ? 2 : 1, nin = er->feat * w;
+    uint8_t *in = malloc(nin);
+    size_t cap = ZSTD_compressBound(nin) + nin / 2 + 4096;
+    uint8_t *out = malloc(cap);
+    if (!in || !out) {
+        free(in), free(out);
+        cli_error("out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < er->feat; i++)
+        for (size_t j = 0; j < w; j++) in[i * w + j] = (uint8_t)(er->codes[i] >> (8 * j));
+    const double rest = (double)(len - st.payload_bytes);
+    size_t z = ZSTD_compress(out, cap, in, nin, 19);
+    lzma_options_lzma opt;
+    lzma_lzma_preset(&opt, 6);
+    opt.dict_size = nin < LZMA_DICT_SIZE_MIN ? LZMA_DICT_SIZE_MIN : (uint32_t)nin;
+    lzma_filter filters[2] = {{LZMA_FILTER_LZMA2, &opt}, {LZMA_VLI_UNKNOWN, NULL}};
+    size_t xpos = 0;
+    lzma_ret xr = lzma_raw_buffer_encode(filters, NULL, in, nin, out, &xpos, cap);
+    free(in), free(out);
+    if (ZSTD_isError(z) || xr != LZMA_OK) {
+        cli_error("zstd/xz anchor: compression failed (%s)",
+                  ZSTD_isError(z) ? ZSTD_getErrorName(z) : "lzma");
+        return 1;
+    }
+    r->general_bytes_sum[0] += rest + (double)z;
+    r->general_bytes_sum[1] += rest + (double)xpos;
+    return 0;
+}
+
 static int eval_encode(eval_run *er, const eval_image *im, const engine_method *me, int b,
                        engine_result *r)
 {
     cwba_error err;
     cwba_error_clear(&err);
     cwba_stream_info *si = &er->si;
-    si->quant = me->quant;
-    si->bits = b;
-    si->clip = (float)er->clip;
-    si->mn = si->mx = 0.0f;
-    if (me->quant != CWBA_QUANT_DOREFA) {
-        cwba_feature_range(im->x, er->feat, &si->mn, &si->mx);
-        /* The log quantizer passes a range below float32 resolution through
-         * uncoded, which the bitstream cannot carry. */
-        if (me->quant == CWBA_QUANT_LOG && si->mx > si->mn &&
-            !(cwba_quant_code_ref(CWBA_QUANT_LOG, si->mx, si->mn, si->mx, 1) == 1)) {
-            r->stream_failures++;
-            return 0;
-        }
+    if (!stream_info(er, im, me->quant, b)) {
+        r->stream_failures++;
+        return 0;
     }
     size_t lens[2] = {0, 0};
     int coded = 0;
@@ -276,34 +423,38 @@ static int eval_encode(eval_run *er, const eval_image *im, const engine_method *
     }
     /* Mode auto keeps the smaller payload; the rest of the stream is the same. */
     if (coded == 3) r->stream_bytes_sum[2] += (double)(lens[0] < lens[1] ? lens[0] : lens[1]);
+    if (me->general && coded & 1 && general_encode(er, me, b, r)) return 1;
     return 0;
 }
 
+/* ------------------------------------------------------- the image loop */
+
 /* One batched back-end pass for every configuration's final feature, and
  * the per-configuration figures. */
-static int eval_final(cwba_model *m, int split, eval_run *er, const eval_image *im, int label,
-                      const float *xhat, float *logits, const double *slot_time, int nslots,
-                      engine_result *res)
+static int slots_final(cwba_model *m, int split, const cwba_backend *be, const engine_image *im,
+                       const float *xhat, float *logits, const double *slot_time, int nslots,
+                       engine_slot *res)
 {
     cwba_error err;
     cwba_error_clear(&err);
+    const size_t feat = (size_t)be->C * be->H * be->W;
     double t0 = cwba_now();
-    for (int s0 = 0; s0 < nslots; s0 += er->be.max_batch) {
-        int nb = nslots - s0 < er->be.max_batch ? nslots - s0 : er->be.max_batch;
-        if (cwba_model_forward_back(m, split, xhat + er->feat * (size_t)s0, nb,
-                                    logits + (size_t)er->K * s0, &err))
+    for (int s0 = 0; s0 < nslots; s0 += be->max_batch) {
+        int nb = nslots - s0 < be->max_batch ? nslots - s0 : be->max_batch;
+        if (cwba_model_forward_back(m, split, xhat + feat * (size_t)s0, nb,
+                                    logits + (size_t)be->K * s0, &err))
             return cli_fail_status(&err);
     }
     double t_final = (cwba_now() - t0) / nslots;
-    int top0 = argmax(im->y0, er->K);
+    int top0 = argmax(im->y0, be->K);
     for (int s = 0; s < nslots; s++) {
-        engine_result *r = &res[s];
-        const float *lg = logits + (size_t)er->K * s;
+        engine_slot *r = &res[s];
+        const float *lg = logits + (size_t)be->K * s;
         r->images++;
-        r->mse_sum += cwba_mse(lg, im->y0, (size_t)er->K);
-        r->feature_mse_sum += cwba_mse(xhat + er->feat * (size_t)s, im->x, er->feat);
-        int t = argmax(lg, er->K);
-        if (label >= 0 && t == label) r->correct++;
+        r->mse_sum += cwba_mse(lg, im->y0, (size_t)be->K);
+        r->feature_mse_sum += cwba_mse(xhat + feat * (size_t)s, im->x, feat);
+        int t = argmax(lg, be->K);
+        if (im->label >= 0 && t == im->label) r->correct++;
         if (t == top0) r->agree++;
         r->seconds += slot_time[s] + t_final;
         r->passes += 1;
@@ -311,59 +462,31 @@ static int eval_final(cwba_model *m, int split, eval_run *er, const eval_image *
     return 0;
 }
 
-int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
-                    int nmethods, const long *bits, int nbits, cwba_table tables[6],
-                    double alpha, double beta, double dorefa_clip, int fresh_probes,
-                    engine_result *res, engine_summary *sum)
+int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
+                      engine_image_fn fn, void *ctx, engine_slot *slots, engine_summary *sum)
 {
     cwba_error err;
     cwba_error_clear(&err);
-    eval_run er;
-    memset(&er, 0, sizeof er);
+    cwba_backend be;
     cli_backend_ctx bctx;
-    cli_backend_init(&er.be, &bctx, m, split);
-    er.C = er.be.C;
-    er.HW = er.be.H * er.be.W;
-    er.K = er.be.K;
-    er.feat = (size_t)er.C * er.HW;
-    er.tables = tables;
-    er.alpha = alpha;
-    er.beta = beta;
-    er.clip = dorefa_clip;
-    er.fresh_probes = fresh_probes;
-    const int K = er.K, S = cwba_model_input_size(m);
-    const size_t feat = er.feat;
-    int nslots = nmethods * nbits;
+    cli_backend_init(&be, &bctx, m, split);
+    const int K = be.K, S = cwba_model_input_size(m);
+    const size_t feat = (size_t)be.C * be.H * be.W;
     memset(sum, 0, sizeof *sum);
-    sum->C = er.C;
+    memset(slots, 0, sizeof *slots * (size_t)nslots);
+    sum->C = be.C;
+    sum->H = be.H;
+    sum->W = be.W;
     sum->conv = cwba_model_conv_algo(m);
-    sum->H = er.be.H;
-    sum->W = er.be.W;
     sum->input_pixels = (long)S * S;
-    for (int i = 0; i < nmethods; i++)
-        for (int j = 0; j < nbits; j++) {
-            engine_result *r = &res[i * nbits + j];
-            memset(r, 0, sizeof *r);
-            r->method = methods[i];
-            r->bits = (int)bits[j];
-        }
-    snprintf(er.si.model, sizeof er.si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
-    snprintf(er.si.split, sizeof er.si.split, "%s", cwba_model_split_name(m, split));
-    er.si.C = er.C;
-    er.si.H = er.be.H;
-    er.si.W = er.be.W;
-    er.stream_cap = feat * 48 + 65536;
     float *in = malloc(sizeof(float) * 3 * (size_t)S * S);
     float *x = malloc(sizeof(float) * feat);
     float *y0 = malloc(sizeof(float) * (size_t)K);
     float *xhat = malloc(sizeof(float) * feat * (size_t)nslots);
     float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nslots);
     double *slot_time = malloc(sizeof(double) * (size_t)nslots);
-    er.n = malloc(sizeof(int) * (size_t)er.C);
-    er.codes = malloc(sizeof(uint32_t) * feat);
-    er.stream = malloc(er.stream_cap);
     int rc = 0;
-    if (!in || !x || !y0 || !xhat || !logits || !slot_time || !er.n || !er.codes || !er.stream) {
+    if (!in || !x || !y0 || !xhat || !logits || !slot_time) {
         cli_error("out of memory");
         rc = 1;
     }
@@ -381,7 +504,7 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             rc = cli_fail_status(&err);
             break;
         }
-        eval_image im = {x, y0, cwba_now(), {NULL, NULL}};
+        engine_image im = {x, y0, label, cwba_now()};
         if (cwba_model_forward_back(m, split, x, 1, y0, &err)) {
             rc = cli_fail_status(&err);
             break;
@@ -392,32 +515,117 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
             sum->labelled++;
             if (argmax(y0, K) == label) sum->float_correct++;
         }
-        for (int mi = 0; mi < nmethods && !rc; mi++)
-            for (int bi = 0; bi < nbits && !rc; bi++) {
-                int slot = mi * nbits + bi, b = (int)bits[bi];
-                double t0 = cwba_now(), code_bits = 0.0;
-                rc = eval_quantize(&er, &im, &methods[mi], b, xhat + feat * (size_t)slot,
-                                   &res[slot], &code_bits);
-                slot_time[slot] = cwba_now() - t0;
-                res[slot].code_bits_sum += code_bits;
-                if (!rc) rc = eval_encode(&er, &im, &methods[mi], b, &res[slot]);
-            }
-        cwba_eval_ctx_free(im.ctx[0]);
-        cwba_eval_ctx_free(im.ctx[1]);
-        if (!rc) rc = eval_final(m, split, &er, &im, label, xhat, logits, slot_time, nslots, res);
+        for (int s = 0; s < nslots; s++) slot_time[s] = 0.0;
+        rc = fn(ctx, &im, xhat, slot_time);
+        if (!rc) rc = slots_final(m, split, &be, &im, xhat, logits, slot_time, nslots, slots);
         if (!rc) cli_progress_update(&pr, i + 1, cd->count);
     }
     cli_progress_end(&pr);
     cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;
     free(in), free(x), free(y0), free(xhat), free(logits), free(slot_time);
-    free(er.n), free(er.codes), free(er.stream);
+    return rc;
+}
+
+/* ------------------------------------------------- cwba's own quantizers */
+
+typedef struct eval_loop {
+    eval_run *er;
+    const engine_method *methods;
+    int nmethods;
+    const long *bits;
+    int nbits;
+    engine_result *res;
+} eval_loop;
+
+/* Every configuration of one image: quantize (timed) and code. */
+static int eval_one_image(void *ctx, const engine_image *img, float *xhat, double *slot_time)
+{
+    eval_loop *L = ctx;
+    eval_run *er = L->er;
+    eval_image im = {img->x, img->y0, img->t_y0, {NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
+    int rc = 0;
+    for (int mi = 0; mi < L->nmethods && !rc; mi++)
+        for (int bi = 0; bi < L->nbits && !rc; bi++) {
+            int slot = mi * L->nbits + bi, b = (int)L->bits[bi];
+            double t0 = cwba_now(), code_bits = 0.0;
+            rc = eval_quantize(er, &im, &L->methods[mi], b, xhat + er->feat * (size_t)slot,
+                               &L->res[slot], &code_bits);
+            slot_time[slot] = cwba_now() - t0;
+            L->res[slot].code_bits_sum += code_bits;
+            if (!rc) rc = eval_encode(er, &im, &L->methods[mi], b, &L->res[slot]);
+        }
+    for (int qi = 0; qi < 2; qi++) {
+        cwba_eval_ctx_free(im.ctx[qi]);
+        cwba_rd_ctx_free(im.rd[qi]);
+        cwba_probe_cache_free(im.pc[qi]);
+    }
+    return rc;
+}
+
+int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
+                    int nmethods, const long *bits, int nbits, cwba_table tables[6],
+                    double alpha, double beta, double dorefa_clip, int fresh_probes,
+                    engine_result *res, engine_summary *sum)
+{
+    eval_run er;
+    memset(&er, 0, sizeof er);
+    cli_backend_ctx bctx;
+    cli_backend_init(&er.be, &bctx, m, split);
+    er.C = er.be.C;
+    er.HW = er.be.H * er.be.W;
+    er.K = er.be.K;
+    er.feat = (size_t)er.C * er.HW;
+    er.tables = tables;
+    er.alpha = alpha;
+    er.beta = beta;
+    er.clip = dorefa_clip;
+    er.fresh_probes = fresh_probes;
+    int nslots = nmethods * nbits;
+    for (int i = 0; i < nmethods; i++)
+        for (int j = 0; j < nbits; j++) {
+            engine_result *r = &res[i * nbits + j];
+            memset(r, 0, sizeof *r);
+            r->method = methods[i];
+            r->bits = (int)bits[j];
+        }
+    snprintf(er.si.model, sizeof er.si.model, "%s", cwba_arch_name(cwba_model_arch(m)));
+    snprintf(er.si.split, sizeof er.si.split, "%s", cwba_model_split_name(m, split));
+    er.si.C = er.C;
+    er.si.H = er.be.H;
+    er.si.W = er.be.W;
+    er.stream_cap = er.feat * 48 + 65536;
+    er.n = malloc(sizeof(int) * (size_t)er.C);
+    er.codes = malloc(sizeof(uint32_t) * er.feat);
+    er.stream = malloc(er.stream_cap);
+    engine_slot *slots = malloc(sizeof *slots * (size_t)nslots);
+    int rc = 0;
+    if (!er.n || !er.codes || !er.stream || !slots) {
+        cli_error("out of memory");
+        rc = 1;
+    }
+    eval_loop L = {&er, methods, nmethods, bits, nbits, res};
+    if (!rc) rc = engine_run_images(m, split, cd, nslots, eval_one_image, &L, slots, sum);
+    for (int s = 0; !rc && s < nslots; s++) {
+        engine_result *r = &res[s];
+        r->images = slots[s].images;
+        r->mse_sum = slots[s].mse_sum;
+        r->feature_mse_sum = slots[s].feature_mse_sum;
+        r->correct = slots[s].correct;
+        r->agree = slots[s].agree;
+        r->seconds += slots[s].seconds;
+        r->passes += slots[s].passes;
+    }
+    free(slots), free(er.n), free(er.codes), free(er.stream);
     return rc;
 }
 
 /* ------------------------------------------------------------------ output */
 
-static const char *alloc_name(engine_alloc a) { return a == ALLOC_CHANNEL ? "channel" : "none"; }
+static const char *alloc_name(engine_alloc a)
+{
+    return a == ALLOC_CHANNEL ? "channel" : a == ALLOC_RD ? "rd" : "none";
+}
 
 void engine_print_json(FILE *f, const char *model, const char *split, const engine_result *r,
                        const engine_summary *s)
@@ -429,6 +637,16 @@ void engine_print_json(FILE *f, const char *model, const char *split, const engi
             model, split, cwba_quant_name(r->method.quant), alloc_name(r->method.alloc), r->bits,
             r->method.alloc == ALLOC_CHANNEL ? r->method.reserve : 0, r->images, r->mse_sum / N,
             r->feature_mse_sum / N);
+    if (r->method.alloc == ALLOC_RD) {
+        /* the lambda asked for (the point's name) or, with a byte target,
+         * the mean of the lambdas found */
+        if (r->method.target_bytes > 0)
+            fprintf(f, "\"target_bytes\":%ld,\"over_target\":%ld,\"lambda_mean\":%.6g,",
+                    r->method.target_bytes, r->over_target, r->lambda_sum / N);
+        else
+            fprintf(f, "\"lambda\":%.6g,", r->method.lambda);
+        fprintf(f, "\"dropped_channels\":%.3f,", (double)r->dropped_sum / N);
+    }
     if (s->labelled > 0)
         fprintf(f, "\"top1\":%.6f,\"float_top1\":%.6f,", (double)r->correct / N,
                 (double)s->float_correct / (double)s->labelled);
@@ -455,6 +673,9 @@ void engine_print_json(FILE *f, const char *model, const char *split, const engi
                 r->stream_bytes_sum[2] * 8 / N / px);
     else
         fprintf(f, "\"bytes_per_image\":null,\"bits_per_element_stream\":null,\"bits_per_pixel\":null,");
+    if (r->method.general && r->stream_failures == 0)
+        fprintf(f, "\"zstd_bytes_per_image\":%.2f,\"xz_bytes_per_image\":%.2f,",
+                r->general_bytes_sum[0] / N, r->general_bytes_sum[1] / N);
     fprintf(f, "\"input_pixels\":%ld,", s->input_pixels);
     fprintf(f, "\"passes_per_image\":%.3f,\"seconds_per_image\":%.6g,\"conv\":\"%s\",\"threads\":%d}\n",
             (double)r->passes / N, r->seconds / N, cwba_conv_algo_name(s->conv), cwba_get_threads());

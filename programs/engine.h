@@ -11,13 +11,20 @@
 int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
                      char paths[6][4096], int overwrite, int quiet);
 
-typedef enum { ALLOC_NONE = 0, ALLOC_CHANNEL = 1 } engine_alloc;
+typedef enum { ALLOC_NONE = 0, ALLOC_CHANNEL = 1, ALLOC_RD = 2 } engine_alloc;
 
 typedef struct engine_method {
     cwba_quant quant;
     engine_alloc alloc;
     int reserve;          /* channel allocation only */
     const char *label;    /* row label in tables, e.g. "Ours(10 iter)" */
+    /* rate-distortion allocation only (the bits of its results are kmax):
+     * lambda, or with target_bytes > 0 the smallest lambda whose real
+     * stream (mode auto) fits in target_bytes, found per image */
+    double lambda;
+    long target_bytes;
+    /* also code the same codes with zstd and xz (a lower anchor) */
+    int general;
 } engine_method;
 
 typedef struct engine_result {
@@ -33,6 +40,12 @@ typedef struct engine_result {
     double stream_bytes_sum[3]; /* real bitstream size per image: fixed, adaptive payload, and
                                  * the smaller of the two (what cwba encode writes: mode auto) */
     long stream_failures;  /* images a bitstream cannot carry (log on a degenerate range) */
+    double lambda_sum;     /* rate-distortion allocation: the lambda used, summed over images */
+    long over_target;      /* --bytes: images whose stream exceeds the target even at the
+                            * largest lambda searched */
+    long dropped_sum;      /* rate-distortion allocation: dropped channels, summed */
+    double general_bytes_sum[2]; /* method.general: the stream with its payload replaced by
+                                  * zstd -19 / raw LZMA2 (xz -6) of the codes, summed */
 } engine_result;
 
 typedef struct engine_summary {
@@ -42,6 +55,34 @@ typedef struct engine_summary {
     double seconds_total;
     cwba_conv_algo conv; /* the model's convolution arithmetic */
 } engine_summary;
+
+/* The evaluation loop every method shares (cwba's quantizers and the
+ * standard-codec anchors): per selected image, the feature x at the split
+ * and the float model's logits y0 (one pass, t_y0 seconds); the method's
+ * callback fills one reconstructed feature per configuration (slot) and the
+ * seconds each took; then all slots go through the back end in batches and
+ * their output MSE (against y0), feature MSE, top-1 and agreement are
+ * summed, each charged its final pass and its share of that call's time. */
+typedef struct engine_image {
+    const float *x, *y0; /* (C, H, W), (K) */
+    int label;           /* -1 when unlabelled */
+    double t_y0;
+} engine_image;
+
+typedef struct engine_slot {
+    long images, correct, agree;
+    double mse_sum, feature_mse_sum, seconds;
+    uint64_t passes;
+} engine_slot;
+
+/* xhat holds nslots features (C*H*W each); slot_time[s] starts at 0.
+ * Returns 0, or the CLI exit code after printing the error. */
+typedef int (*engine_image_fn)(void *ctx, const engine_image *im, float *xhat,
+                               double *slot_time);
+
+/* Runs fn on every image of cd; slots[nslots] and sum are filled. */
+int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
+                      engine_image_fn fn, void *ctx, engine_slot *slots, engine_summary *sum);
 
 /* tables[b-2] must be loaded for every bit depth in bits when a channel
  * method is present. results has nmethods*nbits entries, [m*nbits + b]. */

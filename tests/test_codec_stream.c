@@ -419,9 +419,12 @@ static void test_encode_rejects_bad_input(void **state)
     assert_int_equal(cwba_stream_encode(&si, n, codes, buf, sizeof buf, &len, NULL, &err), CWBA_E_ARG);
     assert_non_null(strstr(err.msg, "exceeds n_c"));
     codes[100] = 3;
-    n[7] = 0;
+    n[7] = 0; /* a dropped channel: its codes must be 0 */
     assert_int_equal(cwba_stream_encode(&si, n, codes, buf, sizeof buf, &len, NULL, &err), CWBA_E_ARG);
-    assert_non_null(strstr(err.msg, "n_c = 0"));
+    assert_non_null(strstr(err.msg, "exceeds n_c = 0"));
+    n[7] = -1;
+    assert_int_equal(cwba_stream_encode(&si, n, codes, buf, sizeof buf, &len, NULL, &err), CWBA_E_ARG);
+    assert_non_null(strstr(err.msg, "n_c = -1"));
     n[7] = 3;
     cwba_stream_info bad = si;
     bad.mn = NAN;
@@ -557,6 +560,64 @@ static void test_dorefa_clip_reencode(void **state)
     free(codes);
 }
 
+/* Rate-distortion allocations: n_c = 2^k_c - 1 with dropped channels
+ * (k_c = 0). Every mode round-trips; flags bit 0 is set exactly when a
+ * channel is dropped; the exponent side coding (n coding 3) is chosen and
+ * costs less than the fixed alphabet over the span; a dropped channel
+ * decodes to mn. */
+static void test_dropped_channels_exp(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < 5; s++) {
+        const shape *sh = &SHAPES[s];
+        int C = sh->C, HW = sh->H * sh->W;
+        int *n = malloc((size_t)C * sizeof *n);
+        uint32_t *codes = malloc((size_t)C * HW * sizeof *codes);
+        float *xh = malloc((size_t)C * HW * sizeof *xh);
+        assert_non_null(n);
+        assert_non_null(codes);
+        assert_non_null(xh);
+        for (int drop = 0; drop < 2; drop++) {
+            for (int m = 0; m < 3; m++) {
+                for (int c = 0; c < C; c++) n[c] = (1 << (drop + (int)(rnd() % 5))) - 1;
+                fill_random_codes(codes, n, C, HW);
+                cwba_stream_info si = make_info(sh, CWBA_QUANT_UNIFORM,
+                                                m == 0   ? CWBA_STREAM_FIXED
+                                                : m == 1 ? CWBA_STREAM_ADAPTIVE
+                                                         : CWBA_STREAM_AUTO);
+                n[0] = 0; /* at least one dropped channel */
+                for (int i = 0; i < HW; i++) codes[i] = 0;
+                cwba_stream_stats st = roundtrip_codes(&si, n, codes);
+                /* 4 candidates or 5 with 0: fixed costs log2(span+1) bits a channel */
+                assert_true(st.side_bytes * 8.0 < C * log2(16.0 + drop * 16.0));
+                size_t cap = cwba_stream_bound(&si, n), len = 0;
+                uint8_t *buf = malloc(cap);
+                assert_non_null(buf);
+                cwba_error err;
+                assert_int_equal(cwba_stream_encode(&si, n, codes, buf, cap, &len, NULL, &err),
+                                 CWBA_OK);
+                assert_int_equal(buf[5], 1); /* flags: dropped channels */
+                assert_int_equal(cwba_stream_decode(buf, len, NULL, NULL, 0, NULL, xh,
+                                                    (size_t)C * HW, &err),
+                                 CWBA_OK);
+                for (int i = 0; i < HW; i++) assert_true(xh[i] == si.mn);
+                for (int c = 0; c < C; c++) n[c] += n[c] == 0; /* none dropped: flags 0 */
+                free(buf);
+                cap = cwba_stream_bound(&si, n);
+                buf = malloc(cap);
+                assert_non_null(buf);
+                assert_int_equal(cwba_stream_encode(&si, n, codes, buf, cap, &len, NULL, &err),
+                                 CWBA_OK);
+                assert_int_equal(buf[5], 0);
+                free(buf);
+            }
+        }
+        free(n);
+        free(codes);
+        free(xh);
+    }
+}
+
 static void test_mode_names(void **state)
 {
     (void)state;
@@ -584,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_expect_identity),
         cmocka_unit_test(test_encode_feature),
         cmocka_unit_test(test_dorefa_clip_reencode),
+        cmocka_unit_test(test_dropped_channels_exp),
         cmocka_unit_test(test_mode_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

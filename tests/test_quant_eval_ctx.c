@@ -16,23 +16,6 @@
 
 enum { C = 8, H = 3, W = 3, K = 5, HW = H * W };
 
-/* y_k = a weighted sum of v[k::K] over the flattened feature; ctx points
- * to {feature size, K}. */
-static cwba_status toy_backend(void *ctx, const float *feat, int batch, float *logits,
-                               cwba_error *err)
-{
-    (void)err;
-    const int *dim = ctx, size = dim[0], nk = dim[1];
-    for (int b = 0; b < batch; b++)
-        for (int k = 0; k < nk; k++) {
-            float s = 0.0f;
-            for (int i = k; i < size; i += nk)
-                s += feat[(size_t)b * size + i] * (1.0f + 0.1f * (float)(i % 7));
-            logits[b * nk + k] = s;
-        }
-    return CWBA_OK;
-}
-
 static uint32_t rng = 7u;
 static float frand(void)
 {
@@ -40,37 +23,12 @@ static float frand(void)
     return (float)(rng >> 8) / 16777216.0f;
 }
 
-static void check_stream(cwba_quant q, const float *x, const int *n, const uint32_t *codes,
-                         const float *xhat)
-{
-    cwba_stream_info si;
-    memset(&si, 0, sizeof si);
-    snprintf(si.model, sizeof si.model, "toy");
-    snprintf(si.split, sizeof si.split, "s");
-    si.C = C;
-    si.H = H;
-    si.W = W;
-    si.quant = q;
-    cwba_feature_range(x, (size_t)C * HW, &si.mn, &si.mx);
-    uint8_t buf[1 << 14];
-    for (int mode = 0; mode < 2; mode++) {
-        si.mode = mode ? CWBA_STREAM_ADAPTIVE : CWBA_STREAM_FIXED;
-        size_t len;
-        cwba_error err;
-        assert_int_equal(cwba_stream_encode(&si, n, codes, buf, sizeof buf, &len, NULL, &err), CWBA_OK);
-        float xdec[C * HW];
-        int nd[C];
-        assert_int_equal(cwba_stream_decode(buf, len, NULL, nd, C, NULL, xdec, C * HW, &err), CWBA_OK);
-        assert_memory_equal(nd, n, sizeof nd);
-        assert_memory_equal(xdec, xhat, sizeof xdec);
-    }
-}
 
 static void test_ctx_matches_evaluate_image(void **state)
 {
     (void)state;
     int dim[2] = {C * HW, K};
-    cwba_backend be = {C, H, W, K, 4, toy_backend, dim};
+    cwba_backend be = {C, H, W, K, 4, tu_toy_backend, dim};
     int rows[3 * C];
     for (int i = 0; i < 3 * C; i++) rows[i] = 1 + (int)(frand() * 6.0f);
     cwba_table t = {C, 3, rows};
@@ -111,7 +69,7 @@ static void test_ctx_matches_evaluate_image(void **state)
                         assert_int_equal(steps, 0);
                         assert_int_equal(st.passes, 0); /* no probe cache, no y0 */
                     }
-                    check_stream((cwba_quant)q, x, n1, codes, xh1);
+                    tu_check_stream((cwba_quant)q, x, C, H, W, n1, codes, xh1);
                 }
             /* Later configurations reuse the first one's probe errors. */
             assert_true(shared.passes > 0);
@@ -132,7 +90,7 @@ static void test_no_leftover_no_pass(void **state)
     int dim[2] = {C4 * 2, 2};
     cwba_error err;
     cwba_eval_ctx *ec;
-    cwba_backend b1 = {C4, 1, 2, 2, 8, toy_backend, dim};
+    cwba_backend b1 = {C4, 1, 2, 2, 8, tu_toy_backend, dim};
     assert_int_equal(cwba_eval_ctx_create(&b1, CWBA_QUANT_UNIFORM, x, NULL, 0.9, 0.1, &ec, &err),
                      CWBA_OK);
     int n[C4];

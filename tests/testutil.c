@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cwba/codec.h"
 #include "cwba/nn.h"
 #include "nn/nn_internal.h"
 
@@ -172,4 +173,54 @@ void tu_blk_assert_border_zero(const struct nn_blk *t)
                         if (v[l] != 0.0f || signbit(v[l]))
                             fail_msg("border (%d, %d) of block %d image %d is not +0", y, x, cb, n);
                 }
+}
+
+cwba_status tu_toy_backend(void *ctx, const float *feat, int batch, float *logits,
+                           cwba_error *err)
+{
+    (void)err;
+    const int *dim = ctx, size = dim[0], nk = dim[1];
+    for (int b = 0; b < batch; b++)
+        for (int k = 0; k < nk; k++) {
+            float s = 0.0f;
+            for (int i = k; i < size; i += nk)
+                s += feat[(size_t)b * size + i] * (1.0f + 0.1f * (float)(i % 7));
+            logits[b * nk + k] = s;
+        }
+    return CWBA_OK;
+}
+
+void tu_check_stream(cwba_quant q, const float *x, int C, int H, int W, const int *n,
+                     const uint32_t *codes, const float *xhat)
+{
+    cwba_stream_info si;
+    memset(&si, 0, sizeof si);
+    snprintf(si.model, sizeof si.model, "toy");
+    snprintf(si.split, sizeof si.split, "s");
+    si.C = C;
+    si.H = H;
+    si.W = W;
+    si.quant = q;
+    const size_t total = (size_t)C * H * W;
+    cwba_feature_range(x, total, &si.mn, &si.mx);
+    size_t cap = cwba_stream_bound(&si, n);
+    uint8_t *buf = malloc(cap);
+    float *xdec = malloc(total * sizeof *xdec);
+    int *nd = malloc((size_t)C * sizeof *nd);
+    assert_non_null(buf);
+    assert_non_null(xdec);
+    assert_non_null(nd);
+    for (int mode = 0; mode < 2; mode++) {
+        si.mode = mode ? CWBA_STREAM_ADAPTIVE : CWBA_STREAM_FIXED;
+        size_t len;
+        cwba_error err;
+        assert_int_equal(cwba_stream_encode(&si, n, codes, buf, cap, &len, NULL, &err), CWBA_OK);
+        assert_int_equal(cwba_stream_decode(buf, len, NULL, nd, (size_t)C, NULL, xdec, total, &err),
+                         CWBA_OK);
+        assert_memory_equal(nd, n, (size_t)C * sizeof *nd);
+        assert_memory_equal(xdec, xhat, total * sizeof *xdec);
+    }
+    free(buf);
+    free(xdec);
+    free(nd);
 }

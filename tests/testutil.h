@@ -66,6 +66,16 @@ void tu_epilogue_case(struct nn_epilogue *ep, int e, const float *bias, const fl
  * so that anything the code under test reads without writing shows. */
 struct nn_blk;
 struct nn_blk tu_blk_new(int c, int n, int h, int w, int pb);
+
+#include "cwba/quant.h"
+/* A toy back end for the allocation tests: y_k = a weighted sum of v[k::K]
+ * over the flattened feature; ctx points to {feature size, K}. */
+cwba_status tu_toy_backend(void *ctx, const float *feat, int batch, float *logits,
+                           cwba_error *err);
+/* Codes (C,H,W) with interval counts n go through a real bitstream in both
+ * payload modes and decode to exactly n and xhat (the range is x's). */
+void tu_check_stream(cwba_quant q, const float *x, int C, int H, int W, const int *n,
+                     const uint32_t *codes, const float *xhat);
 /* Fails the test unless every border float of t is +0. */
 void tu_blk_assert_border_zero(const struct nn_blk *t);
 

@@ -304,7 +304,7 @@ def main():
         "unsupported bitstream version 0")
     put("version2.cwb", with_crc(good[:4] + b"\x02" + good[5:-4]), "unsupported",
         "unsupported bitstream version 2")
-    put("flags.cwb", with_crc(good[:5] + b"\x01" + good[6:-4]), F, "flags 0x01")
+    put("flags.cwb", with_crc(good[:5] + b"\x02" + good[6:-4]), F, "flags 0x02")
     # Truncations at several points of the header, payload and CRC.
     hdr_len = len(good) - 4 - len(payload(codes, n, 256, 4, 4, 0))
     for cut, what in ((4, "'version'"), (9, "'model name'"), (23, "'C'"), (31, "'mn'"),
@@ -348,7 +348,7 @@ def main():
     bad("varint_6bytes.cwb", "longer than 5 bytes", raw={"payload_len": b"\xff" * 6})
     bad("quant_unknown.cwb", "quantizer 3 unknown", quant=3)
     bad("mode_unknown.cwb", "payload mode 2 unknown", mode=2, raw={"payload": b"\x01"})
-    bad("ncode_unknown.cwb", "n_c coding 3 unknown", ncode=3, raw={"side": b""})
+    bad("ncode_unknown.cwb", "n_c coding 4 unknown", ncode=4, raw={"side": b""})
     bad("mn_nan.cwb", "'mn' is not a finite number", raw={"mn": b"\x00\x00\xc0\x7f"})
     bad("mx_inf.cwb", "'mx' is not a finite number", raw={"mx": b"\x00\x00\x80\x7f"})
     bad("mn_gt_mx.cwb", "> mx", mn=2.0, mx=1.0)

@@ -165,6 +165,28 @@ cwba_status cwba_eval_ctx_use_probes(cwba_eval_ctx *ec, cwba_probe_cache *pc, cw
 cwba_status cwba_eval_ctx_y0(cwba_eval_ctx *ec, const float **y0, cwba_alloc_stats *stats,
                              cwba_error *err);
 
+/* ------------------------------------------- rate-distortion allocation */
+/* Per-image rate-distortion allocation (docs/algorithm.md): candidates
+ * n_c = 2^k - 1, k = 0..kmax (k = 0 drops the channel: x̂ = mn, no codes),
+ * with D_c(k), channel c's probe error at that n, from pc (made for the same
+ * back end, quantizer and feature; C*(kmax+1) probes, in full batches, shared
+ * with anything else run on pc), and R_c(k), the bits of its codes under the
+ * image's conditional code frequencies given the payload coder's
+ * neighbourhood class. x must outlive the context. */
+#define CWBA_RD_KMAX 8
+typedef struct cwba_rd_ctx cwba_rd_ctx;
+cwba_status cwba_rd_ctx_create(cwba_probe_cache *pc, const cwba_backend *be, cwba_quant q,
+                               const float *x, int kmax, cwba_rd_ctx **out,
+                               cwba_alloc_stats *stats, cwba_error *err);
+void cwba_rd_ctx_free(cwba_rd_ctx *rc);
+/* The allocation minimising sum_c D_c + lambda * sum_c R_c / (C*H*W)
+ * (lambda: output MSE per bit per element), exactly (it separates over
+ * channels; ties keep the smaller n): n_out[C], the quantized feature xhat
+ * and its codes (C,H,W), the model's sum of D and of R (bits); each may be
+ * NULL. No back-end pass. */
+cwba_status cwba_rd_ctx_alloc(const cwba_rd_ctx *rc, double lambda, int *n_out, float *xhat,
+                              uint32_t *codes, double *model_mse, double *model_bits,
+                              cwba_error *err);
 /* mean((a - b)^2) over n values, accumulated in double. */
 double cwba_mse(const float *a, const float *b, size_t n);
 

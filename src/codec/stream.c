@@ -13,7 +13,11 @@
 
 static const uint8_t MAGIC[4] = {'C', 'W', 'B', 'A'};
 
-enum { NCODE_CONST = 0, NCODE_FIXED = 1, NCODE_ADAPTIVE = 2 };
+enum { NCODE_CONST = 0, NCODE_FIXED = 1, NCODE_ADAPTIVE = 2, NCODE_EXP = 3 };
+/* flags bit 0: n_c = 0 (a dropped channel: no codes travel, x̂ = mn) may
+ * occur. A decoder that predates it rejects the flag instead of misreading. */
+#define FLAG_DROP 0x01u
+#define EXP_KMAX 24 /* n coding 3: n_c = 2^k_c - 1, k_c <= 24 */
 enum { HEADER_MAX = 128 };
 
 /* Neighbourhood classes of the adaptive payload model (§6): 0 = no
@@ -168,7 +172,7 @@ size_t cwba_stream_bound(const cwba_stream_info *info, const int *n)
     if (n && si->quant != CWBA_QUANT_DOREFA) {
         int lo = n[0], hi = n[0];
         for (int c = 0; c < si->C; c++) {
-            if (n[c] < 1 || n[c] > CWBA_STREAM_MAX_N) return 0;
+            if (n[c] < 0 || n[c] > CWBA_STREAM_MAX_N) return 0;
             if (n[c] < lo) lo = n[c];
             if (n[c] > hi) hi = n[c];
         }
@@ -259,6 +263,7 @@ static void encode_adaptive(rc_enc *e, int C, int H, int W, const uint32_t *nc,
     for (int c = 0; c < C && !e->over; c++) {
         const uint32_t *q = codes + (size_t)c * HW; /* (H, W) */
         int k = rc_bitlength(nc[c]);
+        if (k == 0) continue; /* a dropped channel carries no codes */
         uint16_t *base = ctx + (size_t)(k - 1) * NB_CLASSES * RC_VM_SLOTS;
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++)
@@ -278,6 +283,28 @@ static void encode_side_adaptive(rc_enc *e, int C, const uint32_t *nc, uint32_t 
         int t = c == 0 ? 0 : 1 + rc_bitlength(prev);
         prev = nc[c] - nmin;
         rc_vm_encode(e, ctx + (size_t)t * RC_VM_SLOTS, prev, span);
+    }
+    rc_enc_finish(e);
+}
+
+/* n_c = 2^k - 1 for some k (0 included), the form of the rate-distortion
+ * allocation's candidates; *k receives it. */
+static int exp_form(uint32_t n, uint32_t *k)
+{
+    *k = (uint32_t)rc_bitlength(n);
+    return *k <= EXP_KMAX && n == (*k == 32 ? UINT32_MAX : (1u << *k) - 1u);
+}
+
+/* Side information, method 3: every n_c = 2^k_c - 1; k_c with the value
+ * model (bound kmax), context class 0 for the first channel, 1 + k_{c-1}
+ * after. */
+static void encode_side_exp(rc_enc *e, int C, const uint32_t *nc, uint32_t kmax, uint16_t *ctx)
+{
+    uint32_t prev = 0;
+    for (int c = 0; c < C && !e->over; c++) {
+        int t = c == 0 ? 0 : 1 + (int)prev;
+        exp_form(nc[c], &prev);
+        rc_vm_encode(e, ctx + (size_t)t * RC_VM_SLOTS, prev, kmax);
     }
     rc_enc_finish(e);
 }
@@ -317,10 +344,10 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
                                  si->bits, dorefa_n(si->bits), c, n[c]);
             }
         } else {
-            if (n[c] < 1 || n[c] > CWBA_STREAM_MAX_N) {
+            if (n[c] < 0 || n[c] > CWBA_STREAM_MAX_N) {
                 free(nc);
                 return cwba_fail(err, CWBA_E_ARG,
-                                 "bitstream encode: n_c = %d for channel %d out of range 1..%d",
+                                 "bitstream encode: n_c = %d for channel %d out of range 0..%d",
                                  n[c], c, CWBA_STREAM_MAX_N);
             }
             nc[c] = (uint32_t)n[c];
@@ -345,9 +372,11 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
     /* Side information: the smaller of fixed-alphabet and adaptive. */
     int ncode = NCODE_CONST;
     uint32_t span = nmax - nmin;
-    rc_enc side, side2, pay, pay2;
+    rc_enc side, side2, side3, pay, pay2;
+    uint32_t exp_kmax = 0;
     rc_enc_init(&side, 0);
     rc_enc_init(&side2, 0);
+    rc_enc_init(&side3, 0);
     rc_enc_init(&pay, 0);
     rc_enc_init(&pay2, 0);
     uint16_t *ctx = NULL;
@@ -370,6 +399,24 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
         if (!side2.over && side2.pos < side.pos) {
             ncode = NCODE_ADAPTIVE;
             side_used = &side2;
+        }
+        /* Method 3 when every n_c has the form 2^k - 1 and it is shorter. */
+        int all_exp = 1;
+        uint32_t k, kmax = 0;
+        for (int c = 0; c < C && all_exp; c++) {
+            all_exp = exp_form(nc[c], &k);
+            if (k > kmax) kmax = k;
+        }
+        if (all_exp && kmax >= 1) {
+            rc_vm_reset(ctx, (size_t)NB_CLASSES * RC_VM_SLOTS);
+            rc_enc_init(&side3, side_used->pos);
+            encode_side_exp(&side3, C, nc, kmax, ctx);
+            if ((st = rc_status(&side3, "side information", err))) goto out;
+            if (!side3.over && side3.pos < side_used->pos) {
+                ncode = NCODE_EXP;
+                exp_kmax = kmax;
+                side_used = &side3;
+            }
         }
         free(ctx);
         ctx = NULL;
@@ -409,7 +456,7 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
     memcpy(h.b, MAGIC, 4);
     h.n = 4;
     put_u8(&h, CWBA_STREAM_VERSION);
-    put_u8(&h, 0); /* flags */
+    put_u8(&h, !is_dorefa && nmin == 0 ? FLAG_DROP : 0); /* flags */
     put_name(&h, si->model);
     put_name(&h, si->split);
     put_u16(&h, (uint32_t)si->C);
@@ -429,6 +476,9 @@ cwba_status cwba_stream_encode(const cwba_stream_info *si, const int *n, const u
         put_u8(&h, (uint32_t)ncode);
         if (ncode == NCODE_CONST) {
             put_varint(&h, nmin);
+        } else if (ncode == NCODE_EXP) {
+            put_varint(&h, exp_kmax);
+            put_varint(&h, (uint32_t)side_len);
         } else {
             put_varint(&h, nmin);
             put_varint(&h, span);
@@ -485,6 +535,7 @@ out:
     free(nc);
     rc_enc_free(&side);
     rc_enc_free(&side2);
+    rc_enc_free(&side3);
     rc_enc_free(&pay);
     rc_enc_free(&pay2);
     return st;
@@ -626,6 +677,7 @@ static cwba_status rd_name(reader *r, char *out, const char *field, cwba_error *
 typedef struct parsed {
     cwba_stream_info info;
     int ncode;
+    int drop; /* flags bit 0: n_c = 0 allowed */
     uint32_t nmin, span;
     const uint8_t *side;
     size_t side_len;
@@ -653,9 +705,12 @@ static cwba_status parse(const uint8_t *src, size_t len, parsed *ps, cwba_error 
                          "unsupported bitstream version %u (this build reads version %d)", v,
                          CWBA_STREAM_VERSION);
     if ((st = rd_le(&r, 1, &v, "flags", err))) return st;
-    if (v != 0)
+    if (v & ~FLAG_DROP)
         return cwba_fail(err, CWBA_E_FORMAT,
-                         "bitstream flags 0x%02x: no flag is defined in version 1", v);
+                         "bitstream flags 0x%02x: only bit 0 (dropped channels) is defined in "
+                         "version 1",
+                         v);
+    ps->drop = (int)(v & FLAG_DROP);
     if ((st = rd_name(&r, si->model, "model name", err))) return st;
     if ((st = rd_name(&r, si->split, "split name", err))) return st;
     if ((st = rd_le(&r, 2, &C, "C", err)) || (st = rd_le(&r, 2, &H, "H", err)) ||
@@ -704,17 +759,39 @@ static cwba_status parse(const uint8_t *src, size_t len, parsed *ps, cwba_error 
     uint32_t nmax = is_dorefa ? dorefa_top(si->bits, si->clip) : 0;
     if (!is_dorefa) {
         if ((st = rd_le(&r, 1, &v, "n coding", err))) return st;
-        if (v > NCODE_ADAPTIVE)
-            return cwba_fail(err, CWBA_E_FORMAT, "bitstream n_c coding %u unknown (0..2)", v);
+        if (v > NCODE_EXP)
+            return cwba_fail(err, CWBA_E_FORMAT, "bitstream n_c coding %u unknown (0..3)", v);
         ps->ncode = (int)v;
-        if ((st = rd_varint(&r, &ps->nmin, "n_c minimum", err))) return st;
-        if (ps->nmin < 1 || ps->nmin > CWBA_STREAM_MAX_N)
+        if (ps->ncode == NCODE_EXP) {
+            /* n_c = 2^k_c - 1: the field is kmax, the span 2^kmax - 1 */
+            uint32_t kmax, side_len;
+            if ((st = rd_varint(&r, &kmax, "k_c maximum", err))) return st;
+            if (kmax < 1 || kmax > EXP_KMAX)
+                return cwba_fail(err, CWBA_E_FORMAT, "bitstream k_c maximum %u out of range 1..%d",
+                                 kmax, EXP_KMAX);
+            ps->nmin = 0;
+            ps->span = kmax;
+            nmax = (1u << kmax) - 1u;
+            if ((st = rd_varint(&r, &side_len, "side information length", err))) return st;
+            size_t sb = side_bound((int)C, nmax);
+            if (side_len > sb)
+                return cwba_fail(err, CWBA_E_FORMAT,
+                                 "bitstream side information length %u exceeds its bound %zu",
+                                 side_len, sb);
+            if ((st = rd_bytes(&r, side_len, &ps->side, "side information", err))) return st;
+            ps->side_len = side_len;
+        } else if ((st = rd_varint(&r, &ps->nmin, "n_c minimum", err))) {
+            return st;
+        }
+        if (ps->ncode != NCODE_EXP && (ps->nmin < (ps->drop ? 0u : 1u) || ps->nmin > CWBA_STREAM_MAX_N))
             return cwba_fail(err, CWBA_E_FORMAT,
-                             "bitstream n_c = %u out of range 1..%d (every channel needs at "
-                             "least one interval)",
-                             ps->nmin, CWBA_STREAM_MAX_N);
-        nmax = ps->nmin;
-        if (ps->ncode != NCODE_CONST) {
+                             "bitstream n_c = %u out of range %d..%d (%s)", ps->nmin,
+                             ps->drop ? 0 : 1, CWBA_STREAM_MAX_N,
+                             ps->drop ? "flags allow dropped channels"
+                                      : "every channel needs at least one interval unless flags "
+                                        "bit 0 is set");
+        if (ps->ncode != NCODE_EXP) nmax = ps->nmin;
+        if (ps->ncode != NCODE_CONST && ps->ncode != NCODE_EXP) {
             uint32_t side_len;
             if ((st = rd_varint(&r, &ps->span, "n_c span", err))) return st;
             if (ps->span < 1 || (uint64_t)ps->nmin + ps->span > CWBA_STREAM_MAX_N)
@@ -849,7 +926,25 @@ cwba_status cwba_stream_decode(const uint8_t *src, size_t len, cwba_stream_info 
         for (int c = 0; c < C; c++) nc[c] = v;
     } else {
         rc_dec_init(&d, ps.side, ps.side_len);
-        if (ps.ncode == NCODE_FIXED) {
+        if (ps.ncode == NCODE_EXP) {
+            ctx = ctx_table_new(NB_CLASSES);
+            if (!ctx) {
+                st = cwba_fail(err, CWBA_E_NOMEM, "bitstream decode: out of memory");
+                goto out;
+            }
+            uint32_t k = 0;
+            for (int c = 0; c < C; c++) {
+                int t = c == 0 ? 0 : 1 + (int)k;
+                if (rc_vm_decode(&d, ctx + (size_t)t * RC_VM_SLOTS, ps.span, &k) ||
+                    (k == 0 && !ps.drop)) {
+                    st = corrupt("side information", err);
+                    goto out;
+                }
+                nc[c] = (1u << k) - 1u;
+            }
+            free(ctx);
+            ctx = NULL;
+        } else if (ps.ncode == NCODE_FIXED) {
             for (int c = 0; c < C; c++) {
                 uint32_t dv;
                 if (rc_dec_uniform(&d, ps.span + 1, &dv)) {
@@ -901,6 +996,12 @@ cwba_status cwba_stream_decode(const uint8_t *src, size_t len, cwba_stream_info 
     for (int c = 0; c < C; c++) {
         uint32_t *q = codes ? codes + (size_t)c * HW : scratch; /* (H, W) */
         uint32_t M = nc[c] + 1;
+        if (degenerate || nc[c] == 0) { /* a dropped channel: x̂ = mn */
+            memset(q, 0, (size_t)HW * sizeof *q);
+            if (xhat)
+                for (int i = 0; i < HW; i++) xhat[(size_t)c * HW + i] = si->mn;
+            continue;
+        }
         if (degenerate) {
             memset(q, 0, (size_t)HW * sizeof *q);
         } else if (si->mode == CWBA_STREAM_FIXED) {

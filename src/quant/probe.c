@@ -271,8 +271,12 @@ static cwba_status probe_batch(cwba_probe_cache *pc, int count, cwba_alloc_stats
     const size_t hw = (size_t)pc->HW;
     for (int i = 0; i < count; i++) {
         size_t off = (size_t)pc->work_c[i] * hw;
-        cwba__quant_channel(&pc->qp, pc->x + off, pc->HW, pc->work_n[i],
-                            pc->feat + (size_t)i * pc->count + off, NULL, pc->lut, NULL);
+        float *slot = pc->feat + (size_t)i * pc->count + off;
+        if (pc->work_n[i] == 0) /* a dropped channel (rate-distortion allocation) */
+            cwba__drop_channel(&pc->qp, pc->x + off, pc->HW, slot, NULL);
+        else
+            cwba__quant_channel(&pc->qp, pc->x + off, pc->HW, pc->work_n[i], slot, NULL, pc->lut,
+                                NULL);
     }
     st = cwba__backend_run(&pc->be, pc->feat, count, pc->logits, stats, err);
     for (int i = 0; i < count; i++) {
@@ -294,6 +298,41 @@ static cwba_status flush_work(cwba_probe_cache *pc, int count, cwba_alloc_stats 
     cwba_status st = probe_batch(pc, count, stats, err);
     for (int i = 0; st == CWBA_OK && i < count; i++)
         st = cache_insert(pc, pc->work_c[i], pc->work_n[i], pc->work_e[i], err);
+    return st;
+}
+
+void cwba__drop_channel(const cwba_qparams *qp, const float *x, int HW, float *out, uint32_t *codes)
+{
+    for (int i = 0; i < HW; i++) {
+        if (out) out[i] = qp->range > 0.0f ? qp->mn : x[i];
+        if (codes) codes[i] = 0;
+    }
+}
+
+cwba_status cwba__probe_cache_errors(cwba_probe_cache *pc, int count, const int *c, const int *n,
+                                     float *e, cwba_alloc_stats *stats, cwba_error *err)
+{
+    int queued = 0;
+    cwba_status st = CWBA_OK;
+    for (int i = 0; i < count && st == CWBA_OK; i++) {
+        if (c[i] < 0 || c[i] >= pc->C || n[i] < 0)
+            return cwba_fail(err, CWBA_E_ARG, "probe errors: (channel %d, n %d) out of range", c[i],
+                             n[i]);
+        if (cache_lookup(pc, c[i], n[i], NULL)) continue;
+        int dup = 0; /* the same pair twice in one call */
+        for (int j = 0; j < queued && !dup; j++) dup = pc->work_c[j] == c[i] && pc->work_n[j] == n[i];
+        if (dup) continue;
+        pc->work_c[queued] = c[i];
+        pc->work_n[queued] = n[i];
+        if (++queued == pc->batch) {
+            st = flush_work(pc, queued, stats, err);
+            queued = 0;
+        }
+    }
+    if (st == CWBA_OK) st = flush_work(pc, queued, stats, err);
+    for (int i = 0; i < count && st == CWBA_OK; i++)
+        if (!cache_lookup(pc, c[i], n[i], &e[i]))
+            st = cwba_fail(err, CWBA_E_INTERNAL, "probe errors: value missing after computing it");
     return st;
 }
 

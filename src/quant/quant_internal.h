@@ -77,6 +77,12 @@ cwba_status cwba__qparams_from_feature(cwba_quant q, const float *x, size_t coun
 void cwba__quant_channel(const cwba_qparams *qp, const float *x, int HW, int n, float *out,
                          uint32_t *codes, float *scratch, const float *levels);
 
+/* A dropped channel (n = 0, the rate-distortion allocation): every value
+ * becomes mn, the value of code 0 (x itself on a pass-through range); codes
+ * (may be NULL) are 0. Matches the bitstream's decoder. */
+void cwba__drop_channel(const cwba_qparams *qp, const float *x, int HW, float *out,
+                        uint32_t *codes);
+
 /* The log quantizer's dequantized levels for every distinct n of one
  * allocation of a (C, HW) feature, computed once per image (one expf per
  * level, not per value). Empty (every get returns NULL) for the uniform
@@ -113,6 +119,11 @@ float cwba__probe_error(const float *y, const float *y0, int K);
  * these), which bounds how far ahead a channel's errors are computed. */
 cwba_status cwba__greedy_run(cwba_probe_cache *pc, int *n, long steps, long horizon,
                              cwba_alloc_stats *stats, cwba_error *err);
+
+/* The probe errors e[i] = e_{c[i]}(n[i]) (n = 0: the channel dropped), from
+ * the cache or computed in full batches; count pairs of any number. */
+cwba_status cwba__probe_cache_errors(cwba_probe_cache *pc, int count, const int *c, const int *n,
+                                     float *e, cwba_alloc_stats *stats, cwba_error *err);
 
 /* The y0 the cache uses (computed on first need, one counted pass). */
 cwba_status cwba__probe_cache_y0(cwba_probe_cache *pc, const float **y0, cwba_alloc_stats *stats,
