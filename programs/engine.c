@@ -2,6 +2,7 @@
 #include "engine.h"
 
 #include "cwba/codec.h"
+#include "dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +48,46 @@ static int rewrite_rows(const char *path, const cwba_table *t, int keep)
     return 0;
 }
 
+/* Rank 0's part of engine_calibrate's start: the rows already done (resume),
+ * or -1 after an error (printed), -2 after a usage error. */
+static int calibrate_resume(const char paths[6][4096], int C, const cli_data *cd, int overwrite,
+                            int quiet)
+{
+    if (overwrite) {
+        for (int b = 0; b < 6; b++) remove(paths[b]);
+        return 0;
+    }
+    int rows[6], mn = 1 << 30, mx = 0;
+    cwba_table t[6];
+    for (int b = 0; b < 6; b++) {
+        if (existing_rows(paths[b], C, &t[b], &rows[b])) {
+            for (int j = 0; j < b; j++) cwba_table_free(&t[j]);
+            return -1;
+        }
+        if (rows[b] < mn) mn = rows[b];
+        if (rows[b] > mx) mx = rows[b];
+    }
+    int rc = 0;
+    if (mx != mn) /* an interrupted run appended to some files only */
+        for (int b = 0; b < 6 && !rc; b++)
+            if (rows[b] > mn) rc = rewrite_rows(paths[b], &t[b], mn);
+    for (int b = 0; b < 6; b++) cwba_table_free(&t[b]);
+    if (rc) return -1;
+    if (mn > cd->count) {
+        cli_error("%s already holds %d rows, more than the %d images selected; use --overwrite",
+                  paths[0], mn, cd->count);
+        return -2;
+    }
+    if (mn > 0 && !quiet)
+        fprintf(stderr, "calibrate: resuming, %d of %d images already in the table\n", mn,
+                cd->count);
+    return mn;
+}
+
+/* Under MPI the images left are taken in rounds of one image per rank;
+ * rank 0 gathers a round's rows and appends them in image order (the same
+ * bytes as one process), so a job that dies keeps every finished round and
+ * a rerun resumes after it. */
 int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
                      char paths[6][4096], int overwrite, int quiet)
 {
@@ -58,87 +99,78 @@ int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
     int C = be.C;
     size_t feat = (size_t)be.C * be.H * be.W;
     int S = cwba_model_input_size(m);
-    int done = 0;
-    if (overwrite) {
-        for (int b = 0; b < 6; b++) remove(paths[b]);
-    } else {
-        int rows[6], mn = 1 << 30, mx = 0;
-        cwba_table t[6];
-        for (int b = 0; b < 6; b++) {
-            if (existing_rows(paths[b], C, &t[b], &rows[b])) {
-                for (int j = 0; j < b; j++) cwba_table_free(&t[j]);
-                return 1;
-            }
-            if (rows[b] < mn) mn = rows[b];
-            if (rows[b] > mx) mx = rows[b];
-        }
-        int rc = 0;
-        if (mx != mn) /* an interrupted run appended to some files only */
-            for (int b = 0; b < 6 && !rc; b++)
-                if (rows[b] > mn) rc = rewrite_rows(paths[b], &t[b], mn);
-        for (int b = 0; b < 6; b++) cwba_table_free(&t[b]);
-        if (rc) return rc;
-        done = mn;
-        if (done > cd->count) {
-            cli_error("%s already holds %d rows, more than the %d images selected; use --overwrite",
-                      paths[0], done, cd->count);
-            return 2;
-        }
-        if (done > 0 && !quiet)
-            fprintf(stderr, "calibrate: resuming, %d of %d images already in the table\n", done,
-                    cd->count);
-    }
+    const int rank = dist_rank(), P = dist_size();
+    int done = rank == 0 ? calibrate_resume((const char(*)[4096])paths, C, cd, overwrite, quiet) : 0;
+    if (dist_bcast_int(&done, "broadcast of the resume point")) return 1;
+    if (done < 0) return done == -2 ? 2 : 1;
+    const size_t per = 6 * (size_t)C; /* one image's rows, bits 2..7 */
     float *in = malloc(sizeof(float) * 3 * (size_t)S * S);
     float *x = malloc(sizeof(float) * feat);
-    int *rows = malloc(sizeof(int) * 6 * (size_t)C);
-    if (!in || !x || !rows) {
-        free(in);
-        free(x);
-        free(rows);
-        cli_error("out of memory");
+    int *rows = malloc(sizeof(int) * per);
+    int *all = rank == 0 ? malloc(sizeof(int) * per * (size_t)P) : NULL;
+    int *one = rank == 0 ? malloc(sizeof(int) * (size_t)C * (size_t)P) : NULL;
+    int ok = in && x && rows && (rank != 0 || (all && one));
+    if (!ok) cli_error("out of memory");
+    if (dist_min_int(&ok, "agreement on the buffers") || !ok) {
+        free(in), free(x), free(rows), free(all), free(one);
         return 1;
     }
     int rc = 0;
     cli_progress pr;
     cli_progress_start(&pr, "calibrate");
-    if (quiet) pr.enabled = 0;
+    if (quiet || rank != 0) pr.enabled = 0;
     cwba_alloc_stats stats = {0, 0, 0};
     double t0 = cwba_now();
-    for (int i = done; i < cd->count; i++) {
-        int skipped = 0;
-        if (cli_data_get(cd, i, in, NULL, &skipped, &err)) {
+    for (int base = done; base < cd->count && !rc; base += P) {
+        int i = base + rank;
+        ok = 1;
+        memset(rows, 0, sizeof(int) * per);
+        if (i < cd->count) {
+            int skipped = 0;
+            if (cli_data_get(cd, i, in, NULL, &skipped, &err)) {
+                ok = 0;
+            } else if (skipped) {
+                /* keep one row per selected image so that resuming stays aligned */
+                cli_error("calibrate: image %d is unreadable; calibration cannot skip images (%s)",
+                          cli_data_index(cd, i), err.msg);
+                ok = 0;
+            } else if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
+                       cwba_calibrate_image(&be, q, x, NULL, rows, &stats, &err)) {
+                cli_fail_status(&err);
+                ok = 0;
+            }
+        }
+        /* A failed image stops every rank before anything of its round is written. */
+        if (dist_min_int(&ok, "agreement on a calibration round") || !ok) {
             rc = 1;
             break;
         }
-        if (skipped) {
-            /* keep one row per selected image so that resuming stays aligned */
-            cli_error("calibrate: image %d is unreadable; calibration cannot skip images (%s)",
-                      cli_data_index(cd, i), err.msg);
+        if (dist_gather(rows, sizeof(int) * per, all, "gather of calibration rows")) {
             rc = 1;
             break;
         }
-        if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
-            cwba_calibrate_image(&be, q, x, NULL, rows, &stats, &err)) {
-            rc = cli_fail_status(&err);
-            break;
+        if (rank == 0) {
+            int nr = cd->count - base < P ? cd->count - base : P;
+            for (int b = 0; b < 6 && !rc; b++) {
+                for (int r = 0; r < nr; r++)
+                    memcpy(one + (size_t)r * C, all + (size_t)r * per + (size_t)b * C,
+                           sizeof(int) * (size_t)C);
+                if (cwba_table_append(paths[b], one, nr, C, &err)) rc = cli_fail_status(&err);
+            }
+            cli_progress_update(&pr, base + nr - done, cd->count - done);
         }
-        for (int b = 0; b < 6 && !rc; b++)
-            if (cwba_table_append(paths[b], rows + (size_t)b * C, 1, C, &err))
-                rc = cli_fail_status(&err);
-        if (rc) break;
-        cli_progress_update(&pr, i + 1 - done, cd->count - done);
+        int go = !rc;
+        if (dist_min_int(&go, "agreement on the appended rows") || !go) rc = 1;
     }
     cli_progress_end(&pr);
     int n = cd->count - done;
-    if (!rc && !quiet && n > 0)
+    if (!rc && !quiet && n > 0 && rank == 0)
         fprintf(stderr,
                 "calibrate: %d images, %.2f s/image, %.0f back-end passes/image "
-                "(naive recomputation would need %.0f)\n",
-                n, (cwba_now() - t0) / n, (double)stats.passes / n,
-                (double)C * (126.0 * C + 1.0));
-    free(in);
-    free(x);
-    free(rows);
+                "(naive recomputation would need %.0f)%s\n",
+                n, (cwba_now() - t0) / n * P, (double)stats.passes / ((n + P - 1) / P),
+                (double)C * (126.0 * C + 1.0), P > 1 ? " (per rank)" : "");
+    free(in), free(x), free(rows), free(all), free(one);
     return rc;
 }
 
