@@ -402,43 +402,86 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
     cli_progress pr;
     cli_progress_start(&pr, "evaluate");
     double t_all = cwba_now();
-    for (int i = 0; i < cd->count && !rc; i++) {
+    /* Each image's figures go to rec first and are then added in image
+     * order: with one process and under MPI (rounds of one image per rank,
+     * gathered on rank 0) the sums are the same operations in the same order. */
+    const int rank = dist_rank(), P = dist_size();
+    const size_t rec_bytes = sizeof(engine_result) * (size_t)nslots + sizeof(int) * 4;
+    unsigned char *rec_buf = calloc(1, rec_bytes);
+    unsigned char *all = rank == 0 ? malloc(rec_bytes * (size_t)P) : NULL;
+    if (!rec_buf || (rank == 0 && !all)) {
+        cli_error("out of memory");
+        rc = 1;
+    }
+    int ok = !rc;
+    if (dist_min_int(&ok, "agreement on the buffers") || !ok) rc = 1;
+    for (int base = 0; base < cd->count && !rc; base += P) {
+        int i = base + rank;
+        engine_result *rec = (engine_result *)rec_buf;
+        int *info = (int *)(rec_buf + sizeof(engine_result) * (size_t)nslots); /* used, labelled, float correct */
+        memset(rec_buf, 0, rec_bytes);
         int label = -1, skipped = 0;
-        if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
+        if (i >= cd->count) {
+        } else if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
+            rc = 1;
+        } else if (!skipped) {
+            if (cwba_model_forward_front(m, split, in, 1, x, &err))
+                rc = cli_fail_status(&err);
+            eval_image im = {x, y0, cwba_now(), {NULL, NULL}};
+            if (!rc && cwba_model_forward_back(m, split, x, 1, y0, &err)) rc = cli_fail_status(&err);
+            im.t_y0 = cwba_now() - im.t_y0;
+            if (!rc) {
+                info[0] = 1;
+                info[1] = label >= 0;
+                info[2] = label >= 0 && argmax(y0, K) == label;
+            }
+            for (int mi = 0; mi < nmethods && !rc; mi++)
+                for (int bi = 0; bi < nbits && !rc; bi++) {
+                    int slot = mi * nbits + bi, b = (int)bits[bi];
+                    double t0 = cwba_now(), code_bits = 0.0;
+                    rc = eval_quantize(&er, &im, &methods[mi], b, xhat + feat * (size_t)slot,
+                                       &rec[slot], &code_bits);
+                    slot_time[slot] = cwba_now() - t0;
+                    rec[slot].code_bits_sum += code_bits;
+                    if (!rc) rc = eval_encode(&er, &im, &methods[mi], b, &rec[slot]);
+                }
+            cwba_eval_ctx_free(im.ctx[0]);
+            cwba_eval_ctx_free(im.ctx[1]);
+            if (!rc)
+                rc = eval_final(m, split, &er, &im, label, xhat, logits, slot_time, nslots, rec);
+        }
+        ok = !rc;
+        if (dist_min_int(&ok, "agreement on an evaluation round") || !ok ||
+            dist_gather(rec_buf, rec_bytes, all, "gather of evaluation results")) {
             rc = 1;
             break;
         }
-        if (skipped) continue;
-        if (cwba_model_forward_front(m, split, in, 1, x, &err)) {
-            rc = cli_fail_status(&err);
-            break;
-        }
-        eval_image im = {x, y0, cwba_now(), {NULL, NULL}};
-        if (cwba_model_forward_back(m, split, x, 1, y0, &err)) {
-            rc = cli_fail_status(&err);
-            break;
-        }
-        im.t_y0 = cwba_now() - im.t_y0;
-        sum->images++;
-        if (label >= 0) {
-            sum->labelled++;
-            if (argmax(y0, K) == label) sum->float_correct++;
-        }
-        for (int mi = 0; mi < nmethods && !rc; mi++)
-            for (int bi = 0; bi < nbits && !rc; bi++) {
-                int slot = mi * nbits + bi, b = (int)bits[bi];
-                double t0 = cwba_now(), code_bits = 0.0;
-                rc = eval_quantize(&er, &im, &methods[mi], b, xhat + feat * (size_t)slot,
-                                   &res[slot], &code_bits);
-                slot_time[slot] = cwba_now() - t0;
-                res[slot].code_bits_sum += code_bits;
-                if (!rc) rc = eval_encode(&er, &im, &methods[mi], b, &res[slot]);
+        if (rank != 0) continue;
+        int nr = cd->count - base < P ? cd->count - base : P;
+        for (int r = 0; r < nr; r++) {
+            const engine_result *g = (const engine_result *)(all + rec_bytes * (size_t)r);
+            const int *gi = (const int *)(all + rec_bytes * (size_t)r + sizeof(engine_result) * (size_t)nslots);
+            sum->images += gi[0];
+            sum->labelled += gi[1];
+            sum->float_correct += gi[2];
+            for (int sl = 0; sl < nslots; sl++) {
+                engine_result *t = &res[sl];
+                t->images += g[sl].images;
+                t->mse_sum += g[sl].mse_sum;
+                t->feature_mse_sum += g[sl].feature_mse_sum;
+                t->correct += g[sl].correct;
+                t->agree += g[sl].agree;
+                t->code_bits_sum += g[sl].code_bits_sum;
+                t->seconds += g[sl].seconds;
+                t->passes += g[sl].passes;
+                for (int k = 0; k < 3; k++) t->stream_bytes_sum[k] += g[sl].stream_bytes_sum[k];
+                t->stream_failures += g[sl].stream_failures;
             }
-        cwba_eval_ctx_free(im.ctx[0]);
-        cwba_eval_ctx_free(im.ctx[1]);
-        if (!rc) rc = eval_final(m, split, &er, &im, label, xhat, logits, slot_time, nslots, res);
-        if (!rc) cli_progress_update(&pr, i + 1, cd->count);
+        }
+        cli_progress_update(&pr, base + nr, cd->count);
     }
+    free(rec_buf);
+    free(all);
     cli_progress_end(&pr);
     cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;

@@ -7,7 +7,8 @@
 #    rerun of a finished shard redoes nothing; a missing shard is an error
 #    naming it and writes nothing;
 #  - a rank killed mid-run fails the job with an error, leaves only whole
-#    rows, and a rerun completes to the same table.
+#    rows, and a rerun completes to the same table;
+#  - evaluate under mpirun -np 3 prints the same JSON Lines but for seconds_per_image.
 # usage: cli_scale.sh CWBA_BINARY
 set -u
 BIN=$(readlink -f "$1")
@@ -43,6 +44,15 @@ if command -v mpirun >/dev/null && ldd "$BIN" | grep -q libmpi; then
     timeout 300 "${MPI[@]}" -np 3 "$BIN" calibrate "${A[@]}" --table "$TMP/three" \
         >"$TMP/out" 2>&1 || fail "mpirun -np 3: $(tail -3 "$TMP/out")"
     same_tables "$TMP/one" "$TMP/three" "mpirun -np 3"
+
+    # evaluate: the same JSON Lines but for the timing field
+    E=(evaluate --model resnet18 --split layer4 --quant uniform --alloc channel --table "$TMP/one"
+       --reserve 0,10 --bits 2,4 --limit 7 --threads 1 --json)
+    "$BIN" "${E[@]}" 2>/dev/null | sed 's/"seconds_per_image":[^,]*,//' >"$TMP/e1" || fail "evaluate"
+    timeout 300 "${MPI[@]}" -np 3 "$BIN" "${E[@]}" 2>/dev/null |
+        sed 's/"seconds_per_image":[^,]*,//' >"$TMP/e3" || fail "mpirun -np 3 evaluate"
+    [ "$(wc -l <"$TMP/e1")" = 4 ] || fail "evaluate printed $(wc -l <"$TMP/e1") lines"
+    cmp -s "$TMP/e1" "$TMP/e3" || fail "mpirun -np 3 evaluate differs: $(diff "$TMP/e1" "$TMP/e3" | head -3)"
 
     # a rank killed after the first round: the job fails, the rows kept are whole
     timeout 300 "${MPI[@]}" -np 2 "$BIN" calibrate "${A[@]}" --table "$TMP/k" >"$TMP/out" 2>&1 &
