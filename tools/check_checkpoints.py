@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Real torchvision checkpoints through `cwba infer`, compared with torch.
 
-For a few architectures, builds the torchvision model (random initialisation,
+For every architecture cwba builds, builds the torchvision model (random initialisation,
 seeded; batch-norm running statistics and affine parameters drawn at random
 too, so that they matter), writes its state_dict as torch.save does (.pth)
 or as safetensors, runs
@@ -40,10 +40,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_reference import fmnist_images, preprocess_fmnist  # noqa: E402
 
 RTOL = 1e-5
-# (arch, input size, classes, file format): a Bottleneck ResNet, a VGG with
-# batch norm and a BasicBlock ResNet, at sizes that keep the run short.
+# (arch, input size, classes, file format): every architecture cwba builds,
+# at sizes that keep the run short (32 px is the smallest every VGG and
+# ResNet takes; AlexNet needs 63); .pth as torch.save writes it (zip), one
+# in the legacy (pre-1.6) format, and some as safetensors.
 CASES = (("resnet50", 64, 10, "pth"), ("vgg11_bn", 32, 10, "pth"),
-         ("resnet18", 64, 10, "safetensors"))
+         ("resnet18", 64, 10, "safetensors"), ("resnet34", 32, 10, "pth-legacy"),
+         ("resnet101", 32, 10, "pth"), ("resnet152", 32, 10, "safetensors"),
+         ("vgg11", 32, 10, "safetensors"), ("vgg13", 32, 10, "pth"), ("vgg13_bn", 32, 10, "pth"),
+         ("vgg16", 32, 10, "pth"), ("vgg16_bn", 32, 10, "safetensors"), ("vgg19", 32, 10, "pth"),
+         ("vgg19_bn", 32, 10, "pth"), ("alexnet", 64, 10, "pth"))
 IMAGES = 4
 
 
@@ -97,9 +103,11 @@ def main():
             model = getattr(torchvision.models, arch)(weights=None, num_classes=classes)
             randomize(model, gen)
             model.eval()
-            path = os.path.join(tmp, "%s.%s" % (arch, fmt))
+            path = os.path.join(tmp, "%s.%s" % (arch, "pth" if fmt.startswith("pth") else fmt))
             if fmt == "pth":
                 torch.save(model.state_dict(), path)
+            elif fmt == "pth-legacy":
+                torch.save(model.state_dict(), path, _use_new_zipfile_serialization=False)
             else:
                 save_safetensors(model.state_dict(), path)
             x = preprocess_fmnist(imgs, size=size)
