@@ -12,7 +12,8 @@ DEB_PACKAGES = build-essential cmake pkg-config xz-utils \
   python3-numpy python3-cffi python3-torch python3-torchvision libopenblas0-pthread \
   libmicrohttpd-dev libgnutls28-dev openssl \
   libwebp-dev libavcodec-dev libavutil-dev libzstd-dev \
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
+  libopenmpi-dev openmpi-bin
 
 .PHONY: fuzz all deps models build asan test test-fast demo clean experiments bench bench-serve arm arm-test
 

@@ -41,9 +41,11 @@ typedef struct anchor_run {
 } anchor_run;
 
 /* engine_run_images' callback: every quality coded, decoded into its slot. */
-static int anchor_image(void *ctx, const engine_image *im, float *xhat, double *slot_time)
+static int anchor_image(void *ctx, const engine_image *im, float *xhat, double *slot_time,
+                        void *rec)
 {
     anchor_run *ar = ctx;
+    double *bytes = rec; /* this image: stream and payload bytes per quality */
     cwba_error err;
     cwba_error_clear(&err);
     const size_t feat = (size_t)ar->C * ar->H * ar->W;
@@ -59,12 +61,23 @@ static int anchor_image(void *ctx, const engine_image *im, float *xhat, double *
             cwba_anchor_decode(s, len, ar->C, ar->H, ar->W, xhat + feat * (size_t)k, &err))
             rc = cli_fail_status(&err);
         slot_time[k] = cwba_now() - t0;
-        ar->res[k].bytes_sum += (double)len;
-        ar->res[k].payload_sum += (double)st.payload_bytes;
+        bytes[2 * k] = (double)len;
+        bytes[2 * k + 1] = (double)st.payload_bytes;
         free(s);
         if (rc) return rc;
     }
     return 0;
+}
+
+/* One image's bytes added to the totals (rank 0, in image order). */
+static void anchor_merge(void *ctx, const void *rec)
+{
+    anchor_run *ar = ctx;
+    const double *bytes = rec;
+    for (int k = 0; k < ar->nq; k++) {
+        ar->res[k].bytes_sum += bytes[2 * k];
+        ar->res[k].payload_sum += bytes[2 * k + 1];
+    }
 }
 
 static int run_images(cwba_model *m, int split, const cli_data *cd, anchor_run *ar,
@@ -77,7 +90,8 @@ static int run_images(cwba_model *m, int split, const cli_data *cd, anchor_run *
     }
     engine_summary sum;
     ar->res = res;
-    int rc = engine_run_images(m, split, cd, ar->nq, anchor_image, ar, slots, &sum);
+    int rc = engine_run_images(m, split, cd, ar->nq, anchor_image, anchor_merge,
+                               sizeof(double) * 2 * (size_t)ar->nq, ar, slots, &sum);
     ar->images = sum.images;
     ar->labelled = sum.labelled;
     ar->float_correct = sum.float_correct;

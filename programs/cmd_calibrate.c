@@ -1,4 +1,5 @@
 /* cwba calibrate: the quantization interval table (the original's --flag 0). */
+#include "dist.h"
 #include "engine.h"
 
 #include <errno.h>
@@ -14,6 +15,8 @@ static const cli_optdef defs[] = {
     CLI_SELECT_OPTIONS,
     {"every", 1, "take every K-th image"},
     {"threads", 1, "worker threads (default 2); results do not depend on it"},
+    {"shard", 1, "K/N: calibrate only the K-th of N slices of the images into DIR.shard-K-of-N "
+                 "(array jobs; cwba merge joins them)"},
     {"overwrite", 0, "start the table afresh instead of resuming"},
     {"help", 0, "show this help"},
 };
@@ -63,6 +66,18 @@ int cmd_calibrate(int argc, char **argv)
     if (!cli_get_int(&o, "threads", 2, 1, 256, &threads)) return 2;
     cwba_set_threads((int)threads);
     const char *dir = cli_get(&o, "table");
+    int shard_k = 0, shard_n = 0;
+    char shard_dir[4096];
+    if (cli_has(&o, "shard")) {
+        if ((rc = dist_parse_shard(cli_get(&o, "shard"), &shard_k, &shard_n)) ||
+            (rc = dist_shard_dir(dir, shard_k, shard_n, shard_dir, sizeof shard_dir)))
+            return rc;
+        if (dist_size() > 1) {
+            cli_error("--shard and mpirun are two ways of splitting the work: use one");
+            return 2;
+        }
+        dir = shard_dir;
+    }
     char paths[6][4096];
     if ((rc = cli_table_paths(dir, paths))) return rc;
     cli_model cm;
@@ -80,8 +95,11 @@ int cmd_calibrate(int argc, char **argv)
         cli_model_close(&cm);
         return rc;
     }
-    if ((rc = cli_mkdirs(dir)) == 0)
+    if (shard_n > 0) dist_slice(&cd, shard_k, shard_n);
+    if ((rc = dist_rank() == 0 ? cli_mkdirs(dir) : 0) == 0)
         rc = engine_calibrate(cm.model, split, &cd, q, paths, cli_has(&o, "overwrite"), 0);
+    /* A finished shard says so, for cwba merge (a rerun finds its rows and skips it). */
+    if (rc == 0 && shard_n > 0) rc = dist_shard_mark(dir, cd.count);
     if (rc == 0) printf("table written: %s/{2..7}.csv (%d rows each)\n", dir, cd.count);
     cli_data_close(&cd);
     cli_model_close(&cm);

@@ -2,6 +2,7 @@
 #include "engine.h"
 
 #include "cwba/codec.h"
+#include "dist.h"
 
 #include <lzma.h>
 #include <math.h>
@@ -49,6 +50,46 @@ static int rewrite_rows(const char *path, const cwba_table *t, int keep)
     return 0;
 }
 
+/* Rank 0's part of engine_calibrate's start: the rows already done (resume),
+ * or -1 after an error (printed), -2 after a usage error. */
+static int calibrate_resume(const char paths[6][4096], int C, const cli_data *cd, int overwrite,
+                            int quiet)
+{
+    if (overwrite) {
+        for (int b = 0; b < 6; b++) remove(paths[b]);
+        return 0;
+    }
+    int rows[6], mn = 1 << 30, mx = 0;
+    cwba_table t[6];
+    for (int b = 0; b < 6; b++) {
+        if (existing_rows(paths[b], C, &t[b], &rows[b])) {
+            for (int j = 0; j < b; j++) cwba_table_free(&t[j]);
+            return -1;
+        }
+        if (rows[b] < mn) mn = rows[b];
+        if (rows[b] > mx) mx = rows[b];
+    }
+    int rc = 0;
+    if (mx != mn) /* an interrupted run appended to some files only */
+        for (int b = 0; b < 6 && !rc; b++)
+            if (rows[b] > mn) rc = rewrite_rows(paths[b], &t[b], mn);
+    for (int b = 0; b < 6; b++) cwba_table_free(&t[b]);
+    if (rc) return -1;
+    if (mn > cd->count) {
+        cli_error("%s already holds %d rows, more than the %d images selected; use --overwrite",
+                  paths[0], mn, cd->count);
+        return -2;
+    }
+    if (mn > 0 && !quiet)
+        fprintf(stderr, "calibrate: resuming, %d of %d images already in the table\n", mn,
+                cd->count);
+    return mn;
+}
+
+/* Under MPI the images left are taken in rounds of one image per rank;
+ * rank 0 gathers a round's rows and appends them in image order (the same
+ * bytes as one process), so a job that dies keeps every finished round and
+ * a rerun resumes after it. */
 int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
                      char paths[6][4096], int overwrite, int quiet)
 {
@@ -60,87 +101,78 @@ int engine_calibrate(cwba_model *m, int split, const cli_data *cd, cwba_quant q,
     int C = be.C;
     size_t feat = (size_t)be.C * be.H * be.W;
     int S = cwba_model_input_size(m);
-    int done = 0;
-    if (overwrite) {
-        for (int b = 0; b < 6; b++) remove(paths[b]);
-    } else {
-        int rows[6], mn = 1 << 30, mx = 0;
-        cwba_table t[6];
-        for (int b = 0; b < 6; b++) {
-            if (existing_rows(paths[b], C, &t[b], &rows[b])) {
-                for (int j = 0; j < b; j++) cwba_table_free(&t[j]);
-                return 1;
-            }
-            if (rows[b] < mn) mn = rows[b];
-            if (rows[b] > mx) mx = rows[b];
-        }
-        int rc = 0;
-        if (mx != mn) /* an interrupted run appended to some files only */
-            for (int b = 0; b < 6 && !rc; b++)
-                if (rows[b] > mn) rc = rewrite_rows(paths[b], &t[b], mn);
-        for (int b = 0; b < 6; b++) cwba_table_free(&t[b]);
-        if (rc) return rc;
-        done = mn;
-        if (done > cd->count) {
-            cli_error("%s already holds %d rows, more than the %d images selected; use --overwrite",
-                      paths[0], done, cd->count);
-            return 2;
-        }
-        if (done > 0 && !quiet)
-            fprintf(stderr, "calibrate: resuming, %d of %d images already in the table\n", done,
-                    cd->count);
-    }
+    const int rank = dist_rank(), P = dist_size();
+    int done = rank == 0 ? calibrate_resume((const char(*)[4096])paths, C, cd, overwrite, quiet) : 0;
+    if (dist_bcast_int(&done, "broadcast of the resume point")) return 1;
+    if (done < 0) return done == -2 ? 2 : 1;
+    const size_t per = 6 * (size_t)C; /* one image's rows, bits 2..7 */
     float *in = malloc(sizeof(float) * 3 * (size_t)S * S);
     float *x = malloc(sizeof(float) * feat);
-    int *rows = malloc(sizeof(int) * 6 * (size_t)C);
-    if (!in || !x || !rows) {
-        free(in);
-        free(x);
-        free(rows);
-        cli_error("out of memory");
+    int *rows = malloc(sizeof(int) * per);
+    int *all = rank == 0 ? malloc(sizeof(int) * per * (size_t)P) : NULL;
+    int *one = rank == 0 ? malloc(sizeof(int) * (size_t)C * (size_t)P) : NULL;
+    int ok = in && x && rows && (rank != 0 || (all && one));
+    if (!ok) cli_error("out of memory");
+    if (dist_min_int(&ok, "agreement on the buffers") || !ok) {
+        free(in), free(x), free(rows), free(all), free(one);
         return 1;
     }
     int rc = 0;
     cli_progress pr;
     cli_progress_start(&pr, "calibrate");
-    if (quiet) pr.enabled = 0;
+    if (quiet || rank != 0) pr.enabled = 0;
     cwba_alloc_stats stats = {0, 0, 0};
     double t0 = cwba_now();
-    for (int i = done; i < cd->count; i++) {
-        int skipped = 0;
-        if (cli_data_get(cd, i, in, NULL, &skipped, &err)) {
+    for (int base = done; base < cd->count && !rc; base += P) {
+        int i = base + rank;
+        ok = 1;
+        memset(rows, 0, sizeof(int) * per);
+        if (i < cd->count) {
+            int skipped = 0;
+            if (cli_data_get(cd, i, in, NULL, &skipped, &err)) {
+                ok = 0;
+            } else if (skipped) {
+                /* keep one row per selected image so that resuming stays aligned */
+                cli_error("calibrate: image %d is unreadable; calibration cannot skip images (%s)",
+                          cli_data_index(cd, i), err.msg);
+                ok = 0;
+            } else if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
+                       cwba_calibrate_image(&be, q, x, NULL, rows, &stats, &err)) {
+                cli_fail_status(&err);
+                ok = 0;
+            }
+        }
+        /* A failed image stops every rank before anything of its round is written. */
+        if (dist_min_int(&ok, "agreement on a calibration round") || !ok) {
             rc = 1;
             break;
         }
-        if (skipped) {
-            /* keep one row per selected image so that resuming stays aligned */
-            cli_error("calibrate: image %d is unreadable; calibration cannot skip images (%s)",
-                      cli_data_index(cd, i), err.msg);
+        if (dist_gather(rows, sizeof(int) * per, all, "gather of calibration rows")) {
             rc = 1;
             break;
         }
-        if (cwba_model_forward_front(m, split, in, 1, x, &err) ||
-            cwba_calibrate_image(&be, q, x, NULL, rows, &stats, &err)) {
-            rc = cli_fail_status(&err);
-            break;
+        if (rank == 0) {
+            int nr = cd->count - base < P ? cd->count - base : P;
+            for (int b = 0; b < 6 && !rc; b++) {
+                for (int r = 0; r < nr; r++)
+                    memcpy(one + (size_t)r * C, all + (size_t)r * per + (size_t)b * C,
+                           sizeof(int) * (size_t)C);
+                if (cwba_table_append(paths[b], one, nr, C, &err)) rc = cli_fail_status(&err);
+            }
+            cli_progress_update(&pr, base + nr - done, cd->count - done);
         }
-        for (int b = 0; b < 6 && !rc; b++)
-            if (cwba_table_append(paths[b], rows + (size_t)b * C, 1, C, &err))
-                rc = cli_fail_status(&err);
-        if (rc) break;
-        cli_progress_update(&pr, i + 1 - done, cd->count - done);
+        int go = !rc;
+        if (dist_min_int(&go, "agreement on the appended rows") || !go) rc = 1;
     }
     cli_progress_end(&pr);
     int n = cd->count - done;
-    if (!rc && !quiet && n > 0)
+    if (!rc && !quiet && n > 0 && rank == 0)
         fprintf(stderr,
                 "calibrate: %d images, %.2f s/image, %.0f back-end passes/image "
-                "(naive recomputation would need %.0f)\n",
-                n, (cwba_now() - t0) / n, (double)stats.passes / n,
-                (double)C * (126.0 * C + 1.0));
-    free(in);
-    free(x);
-    free(rows);
+                "(naive recomputation would need %.0f)%s\n",
+                n, (cwba_now() - t0) / n * P, (double)stats.passes / ((n + P - 1) / P),
+                (double)C * (126.0 * C + 1.0), P > 1 ? " (per rank)" : "");
+    free(in), free(x), free(rows), free(all), free(one);
     return rc;
 }
 
@@ -463,7 +495,8 @@ static int slots_final(cwba_model *m, int split, const cwba_backend *be, const e
 }
 
 int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
-                      engine_image_fn fn, void *ctx, engine_slot *slots, engine_summary *sum)
+                      engine_image_fn fn, engine_merge_fn merge, size_t rec_bytes, void *ctx,
+                      engine_slot *slots, engine_summary *sum)
 {
     cwba_error err;
     cwba_error_clear(&err);
@@ -479,51 +512,95 @@ int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
     sum->W = be.W;
     sum->conv = cwba_model_conv_algo(m);
     sum->input_pixels = (long)S * S;
+    /* Each image's figures go to a record first (info: used, labelled,
+     * float correct; the slots' figures; the method's own part) and are
+     * added in image order: with one process and under MPI (rounds of one
+     * image per rank, gathered on rank 0) the sums are the same operations
+     * in the same order. */
+    const int rank = dist_rank(), P = dist_size();
+    const size_t off_slots = sizeof(double) * 2; /* 4 ints, 8-byte aligned */
+    const size_t off_user = off_slots + sizeof(engine_slot) * (size_t)nslots;
+    const size_t rec_len = off_user + (rec_bytes + 7) / 8 * 8;
     float *in = malloc(sizeof(float) * 3 * (size_t)S * S);
     float *x = malloc(sizeof(float) * feat);
     float *y0 = malloc(sizeof(float) * (size_t)K);
     float *xhat = malloc(sizeof(float) * feat * (size_t)nslots);
     float *logits = malloc(sizeof(float) * (size_t)K * (size_t)nslots);
     double *slot_time = malloc(sizeof(double) * (size_t)nslots);
+    unsigned char *rec = calloc(1, rec_len);
+    unsigned char *all = rank == 0 ? malloc(rec_len * (size_t)P) : NULL;
     int rc = 0;
-    if (!in || !x || !y0 || !xhat || !logits || !slot_time) {
+    if (!in || !x || !y0 || !xhat || !logits || !slot_time || !rec || (rank == 0 && !all)) {
         cli_error("out of memory");
         rc = 1;
     }
+    int ok = !rc;
+    if (dist_min_int(&ok, "agreement on the buffers") || !ok) rc = 1;
     cli_progress pr;
     cli_progress_start(&pr, "evaluate");
+    if (rank != 0) pr.enabled = 0;
     double t_all = cwba_now();
-    for (int i = 0; i < cd->count && !rc; i++) {
+    for (int base = 0; base < cd->count && !rc; base += P) {
+        const int i = base + rank;
+        int *info = (int *)rec;
+        engine_slot *rs = (engine_slot *)(rec + off_slots);
+        memset(rec, 0, rec_len);
         int label = -1, skipped = 0;
-        if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
+        if (i >= cd->count) {
+            /* this rank has no image in the last round */
+        } else if (cli_data_get(cd, i, in, &label, &skipped, &err)) {
+            rc = 1;
+        } else if (!skipped) {
+            engine_image im = {x, y0, label, 0.0};
+            if (cwba_model_forward_front(m, split, in, 1, x, &err)) rc = cli_fail_status(&err);
+            im.t_y0 = cwba_now();
+            if (!rc && cwba_model_forward_back(m, split, x, 1, y0, &err))
+                rc = cli_fail_status(&err);
+            im.t_y0 = cwba_now() - im.t_y0;
+            if (!rc) {
+                info[0] = 1;
+                info[1] = label >= 0;
+                info[2] = label >= 0 && argmax(y0, K) == label;
+                for (int s = 0; s < nslots; s++) slot_time[s] = 0.0;
+                rc = fn(ctx, &im, xhat, slot_time, rec + off_user);
+            }
+            if (!rc) rc = slots_final(m, split, &be, &im, xhat, logits, slot_time, nslots, rs);
+        }
+        /* A failed image stops every rank before anything of its round counts. */
+        ok = !rc;
+        if (dist_min_int(&ok, "agreement on an evaluation round") || !ok ||
+            dist_gather(rec, rec_len, all, "gather of evaluation results")) {
             rc = 1;
             break;
         }
-        if (skipped) continue;
-        if (cwba_model_forward_front(m, split, in, 1, x, &err)) {
-            rc = cli_fail_status(&err);
-            break;
+        if (rank != 0) continue;
+        const int nr = cd->count - base < P ? cd->count - base : P;
+        for (int r = 0; r < nr; r++) {
+            const unsigned char *g = all + rec_len * (size_t)r;
+            const int *gi = (const int *)g;
+            if (!gi[0]) continue; /* skipped image */
+            const engine_slot *gs = (const engine_slot *)(g + off_slots);
+            sum->images++;
+            sum->labelled += gi[1];
+            sum->float_correct += gi[2];
+            for (int s = 0; s < nslots; s++) {
+                engine_slot *t = &slots[s];
+                t->images += gs[s].images;
+                t->correct += gs[s].correct;
+                t->agree += gs[s].agree;
+                t->mse_sum += gs[s].mse_sum;
+                t->feature_mse_sum += gs[s].feature_mse_sum;
+                t->seconds += gs[s].seconds;
+                t->passes += gs[s].passes;
+            }
+            if (merge) merge(ctx, g + off_user);
         }
-        engine_image im = {x, y0, label, cwba_now()};
-        if (cwba_model_forward_back(m, split, x, 1, y0, &err)) {
-            rc = cli_fail_status(&err);
-            break;
-        }
-        im.t_y0 = cwba_now() - im.t_y0;
-        sum->images++;
-        if (label >= 0) {
-            sum->labelled++;
-            if (argmax(y0, K) == label) sum->float_correct++;
-        }
-        for (int s = 0; s < nslots; s++) slot_time[s] = 0.0;
-        rc = fn(ctx, &im, xhat, slot_time);
-        if (!rc) rc = slots_final(m, split, &be, &im, xhat, logits, slot_time, nslots, slots);
-        if (!rc) cli_progress_update(&pr, i + 1, cd->count);
+        cli_progress_update(&pr, base + nr, cd->count);
     }
     cli_progress_end(&pr);
     cli_data_report_skipped(cd);
     sum->seconds_total = cwba_now() - t_all;
-    free(in), free(x), free(y0), free(xhat), free(logits), free(slot_time);
+    free(in), free(x), free(y0), free(xhat), free(logits), free(slot_time), free(rec), free(all);
     return rc;
 }
 
@@ -539,9 +616,11 @@ typedef struct eval_loop {
 } eval_loop;
 
 /* Every configuration of one image: quantize (timed) and code. */
-static int eval_one_image(void *ctx, const engine_image *img, float *xhat, double *slot_time)
+static int eval_one_image(void *ctx, const engine_image *img, float *xhat, double *slot_time,
+                          void *rec)
 {
     eval_loop *L = ctx;
+    engine_result *res = rec; /* this image's figures, zeroed */
     eval_run *er = L->er;
     eval_image im = {img->x, img->y0, img->t_y0, {NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
     int rc = 0;
@@ -550,10 +629,10 @@ static int eval_one_image(void *ctx, const engine_image *img, float *xhat, doubl
             int slot = mi * L->nbits + bi, b = (int)L->bits[bi];
             double t0 = cwba_now(), code_bits = 0.0;
             rc = eval_quantize(er, &im, &L->methods[mi], b, xhat + er->feat * (size_t)slot,
-                               &L->res[slot], &code_bits);
+                               &res[slot], &code_bits);
             slot_time[slot] = cwba_now() - t0;
-            L->res[slot].code_bits_sum += code_bits;
-            if (!rc) rc = eval_encode(er, &im, &L->methods[mi], b, &L->res[slot]);
+            res[slot].code_bits_sum += code_bits;
+            if (!rc) rc = eval_encode(er, &im, &L->methods[mi], b, &res[slot]);
         }
     for (int qi = 0; qi < 2; qi++) {
         cwba_eval_ctx_free(im.ctx[qi]);
@@ -561,6 +640,25 @@ static int eval_one_image(void *ctx, const engine_image *img, float *xhat, doubl
         cwba_probe_cache_free(im.pc[qi]);
     }
     return rc;
+}
+
+/* One image's figures added to the totals (rank 0, in image order). */
+static void eval_merge(void *ctx, const void *rec)
+{
+    eval_loop *L = ctx;
+    const engine_result *g = rec;
+    for (int s = 0; s < L->nmethods * L->nbits; s++) {
+        engine_result *t = &L->res[s];
+        t->code_bits_sum += g[s].code_bits_sum;
+        t->seconds += g[s].seconds;
+        t->passes += g[s].passes;
+        for (int k = 0; k < 3; k++) t->stream_bytes_sum[k] += g[s].stream_bytes_sum[k];
+        t->stream_failures += g[s].stream_failures;
+        t->lambda_sum += g[s].lambda_sum;
+        t->over_target += g[s].over_target;
+        t->dropped_sum += g[s].dropped_sum;
+        for (int k = 0; k < 2; k++) t->general_bytes_sum[k] += g[s].general_bytes_sum[k];
+    }
 }
 
 int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_method *methods,
@@ -605,7 +703,8 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
         rc = 1;
     }
     eval_loop L = {&er, methods, nmethods, bits, nbits, res};
-    if (!rc) rc = engine_run_images(m, split, cd, nslots, eval_one_image, &L, slots, sum);
+    if (!rc) rc = engine_run_images(m, split, cd, nslots, eval_one_image, eval_merge,
+                                   sizeof(engine_result) * (size_t)nslots, &L, slots, sum);
     for (int s = 0; !rc && s < nslots; s++) {
         engine_result *r = &res[s];
         r->images = slots[s].images;

@@ -75,14 +75,20 @@ typedef struct engine_slot {
     uint64_t passes;
 } engine_slot;
 
-/* xhat holds nslots features (C*H*W each); slot_time[s] starts at 0.
+/* xhat holds nslots features (C*H*W each); slot_time[s] starts at 0; rec
+ * (rec_bytes, zeroed) receives this image's own figures, which merge then
+ * adds to the totals on rank 0 in image order (so that one process and an
+ * MPI job, docs/scale.md, sum the same numbers in the same order).
  * Returns 0, or the CLI exit code after printing the error. */
 typedef int (*engine_image_fn)(void *ctx, const engine_image *im, float *xhat,
-                               double *slot_time);
+                               double *slot_time, void *rec);
+typedef void (*engine_merge_fn)(void *ctx, const void *rec);
 
-/* Runs fn on every image of cd; slots[nslots] and sum are filled. */
+/* Runs fn on every image of cd (under MPI, the ranks take one image each
+ * per round); slots[nslots] and sum are filled on rank 0. */
 int engine_run_images(cwba_model *m, int split, const cli_data *cd, int nslots,
-                      engine_image_fn fn, void *ctx, engine_slot *slots, engine_summary *sum);
+                      engine_image_fn fn, engine_merge_fn merge, size_t rec_bytes, void *ctx,
+                      engine_slot *slots, engine_summary *sum);
 
 /* tables[b-2] must be loaded for every bit depth in bits when a channel
  * method is present. results has nmethods*nbits entries, [m*nbits + b]. */

@@ -1,5 +1,6 @@
 /* cwba — command-line entry point: dispatches to one file per command. */
 #include "cli.h"
+#include "dist.h"
 
 #include <string.h>
 
@@ -18,6 +19,7 @@ static void usage(FILE *f)
           "  serve        the cloud as an HTTP service: POST /v1/decode, batched\n"
           "  reproduce    calibrate + evaluate every method; prints the original's table\n"
           "  main_model   the original release's command line (--flag 0|1 ...)\n"
+          "  merge        combine the --shard K/N parts of a calibration (docs/scale.md)\n"
           "  bdrate       Bjontegaard delta rates of rd-points curves against anchors\n"
           "  fetch-weights MODEL: torchvision's ImageNet weights of any model (libcurl)\n"
           "\n"
@@ -31,6 +33,7 @@ int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_bdrate(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -61,10 +64,33 @@ int main(int argc, char **argv)
         {"evaluate", cmd_evaluate}, {"reproduce", cmd_reproduce}, {"main_model", cmd_main_model},
         {"fetch-weights", cmd_fetch_weights}, {"encode", cmd_encode},
         {"decode", cmd_decode},     {"serve", cmd_serve},
-        {"bdrate", cmd_bdrate},
+        {"bdrate", cmd_bdrate},     {"merge", cmd_merge},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (!strcmp(c, cmds[i].name)) return cmds[i].fn(argc - 2, argv + 2);
+        if (!strcmp(c, cmds[i].name)) {
+            /* Under mpirun every rank runs the command; rank 0 alone prints
+             * results (programs/dist.h). */
+            if (dist_init(&argc, &argv)) return 1;
+            static const char *const spread[] = {"calibrate", "evaluate", "reproduce", "merge",
+                                                 "layers"};
+            int ok = dist_size() == 1;
+            for (size_t j = 0; j < sizeof spread / sizeof spread[0]; j++)
+                ok |= !strcmp(c, spread[j]);
+            if (!ok) {
+                if (dist_rank() == 0)
+                    cli_error("%s does not split its work across MPI ranks; run it without mpirun "
+                              "(or --shard K/N where it has one)", c);
+                dist_abort(2);
+            }
+            if (dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) dist_abort(1);
+            int rc = cmds[i].fn(argc - 2, argv + 2);
+            if (rc != 0 && dist_size() > 1) {
+                fflush(stdout);
+                dist_abort(rc);
+            }
+            dist_finalize();
+            return rc;
+        }
     cli_error("unknown command '%s' (try cwba --help)", c);
     return 2;
 }
