@@ -16,6 +16,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define Q_X86 1
+/* (a macro: the intrinsics take the rounding mode as a compile-time constant) */
+#define Q_RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #endif
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -515,9 +517,8 @@ __attribute__((target("avx2"))) static void logq_avx2(const float *x, int HW, co
         __m256 dom = _mm256_and_ps(_mm256_cmp_ps(a, one, _CMP_GE_OQ),
                                    _mm256_cmp_ps(a, tmax, _CMP_LE_OQ));
         __m256 u = _mm256_mul_ps(qlog_approx8(a), kk), b = _mm256_mul_ps(u, br);
-        const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        __m256 v = clamp8(_mm256_round_ps(_mm256_sub_ps(u, b), rn), nf);
-        __m256 w = clamp8(_mm256_round_ps(_mm256_add_ps(u, b), rn), nf);
+        __m256 v = clamp8(_mm256_round_ps(_mm256_sub_ps(u, b), Q_RN), nf);
+        __m256 w = clamp8(_mm256_round_ps(_mm256_add_ps(u, b), Q_RN), nf);
         __m256 ok = _mm256_and_ps(dom, _mm256_cmp_ps(v, w, _CMP_EQ_OQ));
         int redo = ~_mm256_movemask_ps(ok) & livebits;
         if (redo) {
@@ -597,9 +598,8 @@ __attribute__((target("avx512f"))) static void logq_avx512(const float *x, int H
         __mmask16 dom = _mm512_cmp_ps_mask(a, one, _CMP_GE_OQ) &
                         _mm512_cmp_ps_mask(a, tmax, _CMP_LE_OQ);
         __m512 u = _mm512_mul_ps(qlog_approx16(a), kk), b = _mm512_mul_ps(u, br);
-        const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-        __m512 v = clamp16(_mm512_roundscale_ps(_mm512_sub_ps(u, b), rn), nf);
-        __m512 w = clamp16(_mm512_roundscale_ps(_mm512_add_ps(u, b), rn), nf);
+        __m512 v = clamp16(_mm512_roundscale_ps(_mm512_sub_ps(u, b), Q_RN), nf);
+        __m512 w = clamp16(_mm512_roundscale_ps(_mm512_add_ps(u, b), Q_RN), nf);
         __mmask16 ok = dom & _mm512_cmp_ps_mask(v, w, _CMP_EQ_OQ);
         unsigned redo = ~(unsigned)ok & (unsigned)live;
         if (redo) {
