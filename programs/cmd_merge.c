@@ -90,20 +90,7 @@ int cmd_merge(int argc, char **argv)
         rc = 1;
     }
     if (!rc && !(rc = cli_table_paths(dir, paths)) && !(rc = cli_mkdirs(dir))) {
-        /* Each file is written whole beside its target and renamed over it. */
-        for (int b = 0; b < 6 && !rc; b++) {
-            char tmp[4096 + 8];
-            size_t len = strlen(paths[b]);
-            memcpy(tmp, paths[b], len);
-            memcpy(tmp + len, ".merge", 7);
-            remove(tmp);
-            if (cwba_table_append(tmp, out[b].data, out[b].rows, C, &err))
-                rc = cli_fail_status(&err);
-            else if (rename(tmp, paths[b]) != 0) {
-                cli_error("merge: cannot rename %s to %s", tmp, paths[b]);
-                rc = 1;
-            }
-        }
+        for (int b = 0; b < 6 && !rc; b++) rc = engine_write_rows(paths[b], &out[b], out[b].rows);
         if (!rc) printf("table written: %s/{2..7}.csv (%d rows each, %ld shards)\n", dir,
                         out[0].rows, n);
     }

@@ -38,15 +38,34 @@ static int existing_rows(const char *path, int C, cwba_table *t, int *rows)
     return 0;
 }
 
-static int rewrite_rows(const char *path, const cwba_table *t, int keep)
+int engine_write_rows(const char *path, const cwba_table *t, int keep)
 {
     cwba_error err;
     cwba_error_clear(&err);
-    if (remove(path) != 0) {
-        cli_error("cannot truncate %s", path);
+    /* Written whole beside the target and renamed over it: a reader (or an
+     * interrupted run) sees the old table or the new one, never a part. */
+    char tmp[4096 + 8];
+    size_t len = strlen(path);
+    if (len + 7 > sizeof tmp) {
+        cli_error("table path too long: %s", path);
         return 1;
     }
-    if (keep > 0 && cwba_table_append(path, t->data, keep, t->C, &err)) return cli_fail_status(&err);
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".write", 7);
+    remove(tmp);
+    if (keep > 0 && cwba_table_append(tmp, t->data, keep, t->C, &err)) return cli_fail_status(&err);
+    if (keep == 0) {
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fclose(f) != 0) {
+            cli_error("cannot write %s", tmp);
+            return 1;
+        }
+    }
+    if (rename(tmp, path) != 0) {
+        cli_error("cannot rename %s to %s", tmp, path);
+        remove(tmp);
+        return 1;
+    }
     return 0;
 }
 
@@ -72,7 +91,7 @@ static int calibrate_resume(const char paths[6][4096], int C, const cli_data *cd
     int rc = 0;
     if (mx != mn) /* an interrupted run appended to some files only */
         for (int b = 0; b < 6 && !rc; b++)
-            if (rows[b] > mn) rc = rewrite_rows(paths[b], &t[b], mn);
+            if (rows[b] > mn) rc = engine_write_rows(paths[b], &t[b], mn);
     for (int b = 0; b < 6; b++) cwba_table_free(&t[b]);
     if (rc) return -1;
     if (mn > cd->count) {

@@ -101,6 +101,9 @@ int engine_evaluate(cwba_model *m, int split, const cli_data *cd, const engine_m
 int engine_load_tables(char paths[6][4096], const long *bits, int nbits, int C,
                        cwba_table tables[6]);
 void engine_free_tables(cwba_table tables[6]);
+/* Replaces the table file at path with t's first keep rows, atomically
+ * (resume after an interrupted run, cwba merge). */
+int engine_write_rows(const char *path, const cwba_table *t, int keep);
 
 /* Prints one result as a JSON line / a text table row. */
 void engine_print_json(FILE *f, const char *model, const char *split, const engine_result *r,
